@@ -1,0 +1,35 @@
+"""Shared command-line handling of the stage entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from omegaconf import DictConfig
+
+from medsft.config import ConfigError, load_config
+from medsft.runtime import keep_large_allocations
+
+
+def parse_args(argv: list[str] | None, positional: int = 0, usage: str = "") -> tuple[list[str], DictConfig]:
+    """Split ``argv`` into ``positional`` names and ``key=value`` overrides of params.yaml.
+
+    Exits with status 2 and the usage line on a malformed command line or an invalid config.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if any(a in ("-h", "--help") for a in args):
+        print(usage)
+        raise SystemExit(0)
+    keep_large_allocations()
+    names = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    if len(names) != positional:
+        print(f"error: expected {positional} name(s), got {names}\n{usage}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        cfg = load_config(overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return names, cfg

@@ -1,0 +1,251 @@
+"""Typed schema of the composed config (``params.yaml``) and its loading.
+
+Our own sections are dataclasses merged with OmegaConf, so a misspelt key or a wrong type
+fails with the key's full name. ``lora``, ``training`` and ``quantization`` hold the fields
+of ``peft.LoraConfig``, ``transformers.TrainingArguments`` and
+``transformers.BitsAndBytesConfig`` unchanged; they are checked against those classes'
+own field lists and annotations, so the schema follows the installed library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+PARAMS_FILE = Path("params.yaml")
+
+# Allowed values of our own string keys (OmegaConf 2.3 cannot type Literal fields).
+CHOICES = {
+    "split.method": ("hash", "seed_shuffle"),
+    "tracking.mode": ("offline", "online", "local", "disabled"),
+    "format.target_style": ("qwen3", "seed"),
+    "report.lang": ("zh", "en"),
+}
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    # Hub id or local directory; null builds the Qwen3 architecture from ``config``.
+    pretrained_model_name_or_path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    init_seed: int = 0
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    quantization: dict[str, Any] | None = None
+    max_length: int = 2048
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    path: str = "data/raw/medical_qa_sample.jsonl"
+    max_reject_fraction: float = 0.05
+    max_record_chars: int = 20000
+
+
+@dataclass
+class SplitConfig:
+    method: str = "hash"
+    val_fraction: float = 0.1
+    seed: int = 42
+
+
+@dataclass
+class TrackingConfig:
+    mode: str = "offline"
+    project: str = "qwen3-medical-sft"
+    logdir: str = "swanlog"
+
+
+@dataclass
+class VariantConfig:
+    lora: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FormatConfig:
+    system_prompt: str = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
+    target_style: str = "qwen3"
+
+
+@dataclass
+class PrepareConfig:
+    out_dir: str = "data/prepared"
+
+
+@dataclass
+class AugmentConfig:
+    out_dir: str = "data/augmented"
+
+
+@dataclass
+class EvaluateConfig:
+    num_generations: int = 4
+    max_new_tokens: int = 48
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+
+@dataclass
+class ReportConfig:
+    out_dir: str = "reports"
+    lang: str = "zh"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    variants: dict[str, VariantConfig] = field(default_factory=dict)
+    format: FormatConfig = field(default_factory=FormatConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+
+
+def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FILE) -> DictConfig:
+    """Read ``params.yaml``, apply ``key=value`` overrides, validate, and return it.
+
+    Overrides use OmegaConf's dotlist syntax (``data.path=FILE``); they are checked like
+    the file itself, so ``prepare.outdir=X`` fails naming ``prepare.outdir``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the repository root)")
+    raw = OmegaConf.load(path)
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
+    return validate(raw, source=str(path))
+
+
+def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
+    """Check ``raw`` against the schema; raise :class:`ConfigError` naming the bad key."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), raw)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{source}: invalid key {key!r}: {err.msg}") from None
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {list(allowed)}")
+    for name, variant in cfg.variants.items():
+        _check_library_fields(variant.lora, _lora_config_cls(), f"variants.{name}.lora", source)
+        _check_library_fields(variant.training, _training_args_cls(), f"variants.{name}.training", source)
+    _check_library_fields(cfg.model.training, _training_args_cls(), "model.training", source)
+    if cfg.model.quantization is not None:
+        _check_library_fields(cfg.model.quantization, _bnb_config_fields(), "model.quantization", source)
+    if not 0 < cfg.split.val_fraction < 1:
+        raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
+    return cfg
+
+
+def training_arguments(cfg: DictConfig, variant: str) -> dict[str, Any]:
+    """The variant's TrainingArguments fields with the model profile's settings on top."""
+    if variant not in cfg.variants:
+        raise ConfigError(f"unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
+    merged = OmegaConf.merge(cfg.variants[variant].training, cfg.model.training)
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+# --- library field checks -------------------------------------------------------------
+
+
+def _lora_config_cls() -> type:
+    from peft import LoraConfig
+
+    return LoraConfig
+
+
+def _training_args_cls() -> type:
+    from transformers import TrainingArguments
+
+    return TrainingArguments
+
+
+def _bnb_config_fields() -> dict[str, Any]:
+    """BitsAndBytesConfig is no dataclass: its fields are its __init__ parameters."""
+    import inspect
+
+    from transformers import BitsAndBytesConfig
+
+    params = inspect.signature(BitsAndBytesConfig.__init__).parameters
+    return {n: p.annotation for n, p in params.items() if n not in ("self", "kwargs")}
+
+
+def _check_library_fields(section: Any, spec: type | dict[str, Any], key: str, source: str) -> None:
+    values = OmegaConf.to_container(section, resolve=True) if section is not None else {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {key} must be a mapping, got {type(values).__name__}")
+    if isinstance(spec, dict):
+        fields, owner = spec, "BitsAndBytesConfig"
+    else:
+        hints = typing.get_type_hints(spec)
+        fields = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(spec) if f.init}
+        owner = spec.__name__
+    for name, value in values.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: {key}.{name}: not a field of {owner}{hint}")
+        if not _matches(value, fields[name]):
+            raise ConfigError(
+                f"{source}: {key}.{name}: {value!r} ({type(value).__name__}) does not fit "
+                f"{owner}.{name}: {_type_name(fields[name])}"
+            )
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """A lenient isinstance for annotations: unknown shapes pass, clear mismatches fail."""
+    if annotation is Any or annotation is typing.Any or annotation is dataclasses.MISSING:
+        return True
+    if isinstance(annotation, str):  # an unresolved forward reference
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, set) or annotation in (list, tuple, set):
+        return isinstance(value, (list, tuple))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if isinstance(annotation, type) and issubclass(annotation, str):  # str enums
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

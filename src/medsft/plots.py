@@ -1,0 +1,49 @@
+"""Figures of logged histories, runs overlaid (PNG, English labels: no CJK font needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+FIGURES = {
+    "loss": ("loss", "train loss (mean over the logging window)"),
+    "eval_loss": ("eval_loss", "eval loss"),
+    "learning_rate": ("learning_rate", "learning rate"),
+    "grad_norm": ("grad_norm", "grad norm (global L2, before clipping)"),
+}
+
+
+def plot_histories(histories: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
+    """One PNG per history column with every run overlaid; returns name → path.
+
+    A column no run has logged is skipped.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, (column, label) in FIGURES.items():
+        series = {run: h.dropna(subset=[column]) for run, h in histories.items() if column in h}
+        series = {run: s for run, s in series.items() if not s.empty}
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+        for run, s in series.items():
+            ax.plot(s["step"], s[column], marker="o" if len(s) < 30 else None, markersize=3, label=run)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(label)
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written[name] = path
+    return written

@@ -1,0 +1,171 @@
+"""Reading, validating and splitting QA records (the delicate_medical_r1_data schema).
+
+Every record is accepted unchanged or rejected with its source line, the field and the
+reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REQUIRED_FIELDS = ("question", "think", "answer")
+TEXT_FIELDS = ("instruction", "question", "think", "answer")
+
+
+@dataclass
+class Reject:
+    """A record that failed validation, kept with where and why."""
+
+    line: int
+    field: str | None
+    reason: str
+    raw: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "field": self.field, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class ReadResult:
+    accepted: list[dict[str, Any]]
+    rejects: list[Reject]
+    source: str
+
+    @property
+    def total(self) -> int:
+        return len(self.accepted) + len(self.rejects)
+
+
+def normalise_question(text: str) -> str:
+    """NFKC, no whitespace, lower case: two questions equal under this are duplicates."""
+    return "".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+def validate_record(obj: Any, max_record_chars: int) -> tuple[str | None, str] | None:
+    """Return ``(field, reason)`` for an invalid record, ``None`` for a valid one."""
+    if not isinstance(obj, dict):
+        return None, f"not a JSON object ({type(obj).__name__})"
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            return name, "missing field"
+    for name in TEXT_FIELDS:
+        if name not in obj:
+            continue
+        if not isinstance(obj[name], str):
+            return name, f"not a string ({type(obj[name]).__name__})"
+        if name in REQUIRED_FIELDS and not obj[name].strip():
+            return name, "empty after stripping"
+    size = sum(len(obj[n]) for n in TEXT_FIELDS if n in obj)
+    if size > max_record_chars:
+        return None, f"over-long: {size} characters > max_record_chars={max_record_chars}"
+    return None
+
+
+def read_records(path: str | Path, max_record_chars: int = 20000) -> ReadResult:
+    """Read a JSONL file (or a JSON array) of records, validating each one.
+
+    Lines are decoded one by one, so a line with invalid UTF-8 is rejected on its own.
+    A record whose normalised question was already accepted is rejected as a duplicate,
+    naming the line of the first one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: data file not found (data.path)")
+    data = path.read_bytes()
+    if path.suffix == ".json" and data.lstrip()[:1] == b"[":
+        items = json.loads(data.decode("utf-8"))
+        lines: Iterable[tuple[int, Any]] = ((i + 1, item) for i, item in enumerate(items))
+        parsed = True
+    else:
+        lines = ((i + 1, raw) for i, raw in enumerate(data.split(b"\n")))
+        parsed = False
+
+    accepted: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    seen: dict[str, int] = {}
+    for lineno, item in lines:
+        if parsed:
+            obj, raw_text = item, json.dumps(item, ensure_ascii=False)
+        else:
+            raw_bytes: bytes = item.rstrip(b"\r")
+            if not raw_bytes.strip():
+                continue
+            try:
+                raw_text = raw_bytes.decode("utf-8")
+            except UnicodeDecodeError as err:
+                rejects.append(
+                    Reject(lineno, None, f"invalid UTF-8 at byte {err.start}", raw_bytes.decode("utf-8", "replace"))
+                )
+                continue
+            try:
+                obj = json.loads(raw_text)
+            except json.JSONDecodeError as err:
+                rejects.append(Reject(lineno, None, f"invalid JSON: {err.msg} at column {err.colno}", raw_text))
+                continue
+        problem = validate_record(obj, max_record_chars)
+        if problem is not None:
+            rejects.append(Reject(lineno, problem[0], problem[1], raw_text))
+            continue
+        key = normalise_question(obj["question"])
+        if key in seen:
+            rejects.append(Reject(lineno, "question", f"duplicate of line {seen[key]}", raw_text))
+            continue
+        seen[key] = lineno
+        accepted.append(obj)
+    return ReadResult(accepted, rejects, str(path))
+
+
+def stable_bucket(question: str) -> float:
+    """A number in [0, 1) fixed by the normalised question alone."""
+    digest = hashlib.sha256(normalise_question(question).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_records(
+    records: list[dict[str, Any]], method: str, val_fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split into (train, val).
+
+    ``hash``: a record goes to val when the hash of ``seed`` and its normalised question falls
+    below ``val_fraction``, so adding records never moves existing ones. ``seed_shuffle``: the
+    original code, ``random.seed(seed)``, shuffle, first ``1 - val_fraction`` to train.
+    """
+    if method == "hash":
+        train, val = [], []
+        for rec in records:
+            (val if stable_bucket(f"{seed}\x00{rec['question']}") < val_fraction else train).append(rec)
+        return train, val
+    if method == "seed_shuffle":
+        shuffled = list(records)
+        random.seed(seed)
+        random.shuffle(shuffled)
+        cut = int(len(shuffled) * (1 - val_fraction))
+        return shuffled[:cut], shuffled[cut:]
+    raise ValueError(f"split.method: unknown method {method!r} (hash | seed_shuffle)")
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Write rows as UTF-8 JSONL atomically."""
+    from medsft.io import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file written by a stage (trusted: errors propagate with the path)."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON: {err.msg}") from None
+    return rows

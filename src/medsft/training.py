@@ -1,0 +1,194 @@
+"""Supervised fine-tuning of one variant with ``transformers.Trainer`` and a LoRA adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import resource
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from medsft.config import training_arguments
+from medsft.io import atomic_dir, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+def encode_dataset(records: list[dict[str, Any]], tokenizer, cfg: DictConfig):
+    """A ``datasets.Dataset`` of (input_ids, labels) for the records."""
+    from datasets import Dataset
+
+    from medsft.formatting import encode_records
+
+    enc = encode_records(records, tokenizer, cfg.format.system_prompt, cfg.format.target_style, cfg.model.max_length)
+    return Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.labels})
+
+
+def last_checkpoint(checkpoint_dir: Path) -> str | None:
+    """The newest ``checkpoint-N`` folder that holds a complete trainer state, if any."""
+    if not checkpoint_dir.is_dir():
+        return None
+    done = [p for p in checkpoint_dir.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-serialisable parts (config, data) that identifies a run."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def reset_stale_checkpoints(checkpoint_dir: Path, run_id: str) -> None:
+    """Delete checkpoints left by a run of another config or data, so only ours resume."""
+    stamp = checkpoint_dir / "run_fingerprint.txt"
+    if checkpoint_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != run_id):
+        log.info("%s: checkpoints are from another config or data; starting afresh", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(run_id + "\n")
+
+
+def hardware_name() -> str:
+    """The GPU's name, or the CPU model from /proc/cpuinfo (the machine type elsewhere)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_memory_bytes() -> dict[str, int]:
+    """Peak CUDA memory allocated, or the process's peak resident set on CPU."""
+    if torch.cuda.is_available():
+        return {"peak_cuda_allocated_bytes": int(torch.cuda.max_memory_allocated())}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_cpu_rss_bytes": int(rss) * 1024}
+
+
+def train_variant(
+    cfg: DictConfig,
+    variant: str,
+    train_records: list[dict[str, Any]],
+    val_records: list[dict[str, Any]],
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Train ``variant`` and write its outputs under ``out_dir``.
+
+    Writes ``adapter/`` (safetensors), ``history.csv`` and ``trainer_state.json`` (rewritten
+    at every log), ``metrics.json``, and checkpoints under ``checkpoints/`` from which a
+    rerun resumes. Returns the metrics.
+    """
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from medsft.callbacks import HistoryCallback, NonFiniteLossCallback, SwanLabCallback
+    from medsft.modeling import add_lora, load_model_and_tokenizer, parameter_counts
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fields = training_arguments(cfg, variant)
+    fields.update(
+        output_dir=str(out / "checkpoints"),
+        eval_strategy="steps",
+        save_strategy="steps",
+        logging_strategy="steps",
+        report_to=[],
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+    )
+    fields.setdefault("save_total_limit", 2)
+    fields.setdefault("disable_tqdm", False)
+    fields.setdefault("dataloader_pin_memory", torch.cuda.is_available())
+    args = TrainingArguments(**fields)
+
+    model, tokenizer = load_model_and_tokenizer(cfg.model)
+    lora = OmegaConf.to_container(cfg.variants[variant].lora, resolve=True)
+    model = add_lora(model, lora, args.gradient_checkpointing)
+    counts = parameter_counts(model)
+    log.info(
+        "%s: %s trainable of %s parameters", variant, f"{counts['trainable_params']:,}", f"{counts['total_params']:,}"
+    )
+
+    train_ds = encode_dataset(train_records, tokenizer, cfg)
+    val_ds = encode_dataset(val_records, tokenizer, cfg)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+    callbacks = [HistoryCallback(out / "history.csv", out / "trainer_state.json"), NonFiniteLossCallback()]
+    if cfg.tracking.mode != "disabled":
+        full_config = OmegaConf.to_container(cfg, resolve=True)
+        full_config["variant"] = variant
+        callbacks.append(
+            SwanLabCallback(
+                project=cfg.tracking.project,
+                name=variant,
+                mode=cfg.tracking.mode,
+                logdir=str(Path(cfg.tracking.logdir) / variant),
+                config=full_config,
+            )
+        )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    run_id = fingerprint(
+        fields, lora, OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.format), train_records, val_records
+    )
+    reset_stale_checkpoints(out / "checkpoints", run_id)
+    resume = last_checkpoint(out / "checkpoints")
+    if resume:
+        log.info("%s: resuming from %s", variant, resume)
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - start
+
+    history = trainer.state.log_history
+    train_losses = [e["loss"] for e in history if "loss" in e]
+    eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
+    if not eval_losses or history[-1].get("step") != trainer.state.global_step or "eval_loss" not in history[-1]:
+        final_eval = trainer.evaluate()
+        eval_losses.append(final_eval["eval_loss"])
+    if trainer.is_world_process_zero():
+        with atomic_dir(out / "adapter") as tmp:
+            trainer.model.save_pretrained(tmp, safe_serialization=True)
+        # A final evaluation may have been appended: keep the files in step with the state.
+        HistoryCallback(out / "history.csv", out / "trainer_state.json").on_log(args, trainer.state, None)
+    tokens = trainer.state.num_input_tokens_seen
+    metrics = {
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_eval_loss": eval_losses[-1],
+        "train_loss_mean": result.training_loss,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "wall_seconds": wall,
+        "train_tokens": int(tokens),
+        "tokens_per_second": tokens / wall if wall > 0 else None,
+        **counts,
+        **peak_memory_bytes(),
+        "device": str(args.device),
+        "hardware": torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "resumed_from": resume,
+    }
+    if trainer.is_world_process_zero():
+        atomic_write_json(out / "metrics.json", metrics)
+    log.info("%s: %s", variant, json.dumps({k: metrics[k] for k in ("final_train_loss", "final_eval_loss", "steps")}))
+    return metrics

@@ -1,0 +1,1 @@
+"""Thin stage entry points: ``python -m stages.<name> [args] [key=value ...]``."""

@@ -1,0 +1,34 @@
+"""Shared fixtures: the repository root, the composed config, the reference material."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from medsft.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))
+REFERENCE = SHARED / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch):
+    """Stages resolve params.yaml and data paths from the repository root."""
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def cfg():
+    """params.yaml with tracking off."""
+    return load_config(["tracking.mode=disabled"], path=ROOT / "params.yaml")
+
+
+@pytest.fixture
+def reference() -> Path:
+    """../shared/reference, or a skip where it is absent (users do not have it)."""
+    if not (REFERENCE / "delicate_medical_r1_val241.jsonl").exists():
+        pytest.skip(f"reference material not found at {REFERENCE} (only on the project's machines)")
+    return REFERENCE

@@ -1,0 +1,86 @@
+import dataclasses
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from medsft.config import ConfigError, load_config, training_arguments, validate
+from tests.conftest import ROOT
+
+
+def compose_conf(overrides=()):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return compose("config", overrides=list(overrides))
+
+
+def test_params_yaml_is_the_composition_of_conf():
+    composed = OmegaConf.to_container(compose_conf(), resolve=True)
+    params = OmegaConf.to_container(OmegaConf.load(ROOT / "params.yaml"), resolve=True)
+    assert params == composed, "params.yaml is stale: regenerate it with `python -m stages.compose`"
+
+
+def test_v2_is_v1_plus_what_changed():
+    v1, v2 = (OmegaConf.to_container(compose_conf().variants[v]) for v in ("v1", "v2"))
+    changed = {(s, k) for s in ("lora", "training") for k in v1[s] if v1[s][k] != v2[s].get(k)}
+    assert changed == {
+        ("lora", "lora_dropout"),
+        ("lora", "modules_to_save"),
+        ("training", "lr_scheduler_type"),
+        ("training", "warmup_steps"),
+        ("training", "bf16"),
+        ("training", "fp16"),
+    }
+    text = (ROOT / "conf/variant/v2.yaml").read_text()
+    assert "- v1" in text and "target_modules" not in text  # composed, not copied
+
+
+def test_variant_sections_build_the_library_objects(cfg):
+    from peft import LoraConfig
+    from transformers import TrainingArguments
+
+    for name, variant in cfg.variants.items():
+        LoraConfig(**OmegaConf.to_container(variant.lora))
+        fields = training_arguments(cfg, name)
+        fields.update(fp16=False, bf16=False, optim="adamw_torch")  # CPU here
+        TrainingArguments(output_dir="/tmp/unused", **fields)
+    assert {f.name for f in dataclasses.fields(TrainingArguments)} >= set(cfg.variants.v2.training)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "variants.v2.training.learnig_rate=0.1",
+            "variants.v2.training.learnig_rate: not a field of TrainingArguments (did you mean 'learning_rate'?)",
+        ),
+        ("variants.v1.lora.lora_dropot=0.1", "variants.v1.lora.lora_dropot: not a field of LoraConfig"),
+        ("variants.v1.lora.r=sixty", "variants.v1.lora.r: 'sixty' (str) does not fit LoraConfig.r"),
+        ("variants.v1.training.bf16=maybe", "variants.v1.training.bf16"),
+        ("model.quantization.load_in_5bit=true", "model.quantization.load_in_5bit: not a field of BitsAndBytesConfig"),
+        ("prepare.outdir=x", "prepare.outdir"),
+        ("model.max_length=long", "model.max_length"),
+        ("split.method=random", "split.method: 'random' is not one of"),
+        ("tracking.mode=cloud", "tracking.mode"),
+    ],
+)
+def test_invalid_keys_and_types_fail_naming_the_key(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config([override], path=ROOT / "params.yaml")
+    assert message in str(err.value)
+
+
+def test_unknown_variant_is_named():
+    cfg = validate(OmegaConf.load(ROOT / "params.yaml"))
+    with pytest.raises(ConfigError, match="unknown variant 'v9'"):
+        training_arguments(cfg, "v9")
+
+
+def test_model_profile_settings_apply_on_top_of_every_variant(cfg):
+    for name in cfg.variants:
+        merged = training_arguments(cfg, name)
+        for key, value in cfg.model.training.items():
+            assert merged[key] == value
+    # qwen3-1.7b runs the variants as written
+    big = compose_conf(["model=qwen3-1.7b"])
+    assert OmegaConf.to_container(big.model.training) == {}
+    assert big.model.max_length == 2048

@@ -1,0 +1,72 @@
+"""`dvc repro` end to end on a temporary copy of the repository, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
+    return out
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """The project's files as git sees them (tracked and not ignored), in a fresh git repo."""
+    dest = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    for d in ("runs", "reports", "data/prepared", "data/augmented"):  # start from nothing
+        shutil.rmtree(dest / d, ignore_errors=True)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def test_repro_writes_the_report_and_is_then_up_to_date(repo):
+    out = run(["dvc", "repro"], repo)
+    assert ran_stages(out) == {"prepare", "augment", "train@v1", "train@v2", "evaluate@v1", "evaluate@v2", "report"}
+    report = (repo / "reports/report.md").read_text(encoding="utf-8")
+    assert "final train loss" in report and "lora.lora_dropout" in report
+    for fig in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+        assert (repo / "reports/figures" / f"{fig}.png").exists()
+    assert "up to date" in run(["dvc", "status"], repo)
+    assert ran_stages(run(["dvc", "repro"], repo)) == set()
+
+
+def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
+    out = run(["dvc", "exp", "run", "-S", "variants.v2.lora.lora_dropout=0.3"], repo)
+    assert ran_stages(out) == {"train@v2", "evaluate@v2", "report"}
+    shown = run(["dvc", "exp", "show", "--md"], repo)
+    assert "0.3" in shown and "final_eval_loss" in shown
+    assert "lora_dropout" in run(["dvc", "params", "diff"], repo)
+    assert "final_train_loss" in run(["dvc", "metrics", "show"], repo)
+    run(["dvc", "plots", "show", "--json"], repo)

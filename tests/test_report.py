@@ -1,0 +1,69 @@
+"""History loading, comparison numbers and the rendered report, on hand-made histories."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from medsft.compare import config_differences, final_losses, relative_change
+from medsft.history import load_history, write_history_csv
+from medsft.report import RunFiles, render_report
+
+LOG = [
+    {"step": 10, "loss": 2.0, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": 0.1},
+    {"step": 20, "loss": 1.5, "grad_norm": 0.8, "learning_rate": 2e-4, "epoch": 0.2},
+    {"step": 20, "eval_loss": 1.6, "eval_runtime": 3.0, "epoch": 0.2},
+    {"step": 20, "train_runtime": 9.0, "train_loss": 1.75, "epoch": 0.2},
+]
+
+
+def test_history_merges_train_and_eval_entries_by_step(tmp_path):
+    write_history_csv(tmp_path / "history.csv", LOG)
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": LOG}))
+    from_csv = load_history(tmp_path / "history.csv")
+    from_state = load_history(tmp_path / "trainer_state.json")
+    pd.testing.assert_frame_equal(from_csv, from_state)
+    assert from_csv["step"].tolist() == [10, 20]
+    assert from_csv.loc[1, "eval_loss"] == 1.6 and pd.isna(from_csv.loc[0, "eval_loss"])
+
+
+def test_load_history_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.csv"):
+        load_history(tmp_path / "nothing.csv")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ValueError, match="x.json: not a trainer_state.json"):
+        load_history(tmp_path / "x.json")
+
+
+def test_config_differences_and_relative_change():
+    diff = config_differences(
+        {
+            "v1": {"lora": {"r": 64, "lora_dropout": 0.05, "modules_to_save": None}},
+            "v2": {"lora": {"r": 64.0, "lora_dropout": 0.1, "modules_to_save": ["embed_tokens"]}},
+        }
+    )
+    assert diff["key"].tolist() == ["lora.lora_dropout", "lora.modules_to_save"]
+    assert relative_change(1.1073, 0.8717) == pytest.approx(-0.21277, abs=1e-5)
+    assert relative_change(0.0, 1.0) is None
+
+
+def test_report_shows_the_logged_numbers(tmp_path):
+    scale = [dict(e, loss=e["loss"] * 1.1) if "loss" in e else e for e in LOG]
+    runs = {}
+    for name, log in (("v1", LOG), ("v2", scale)):
+        write_history_csv(tmp_path / f"{name}.csv", log)
+        runs[name] = RunFiles(
+            name,
+            load_history(tmp_path / f"{name}.csv"),
+            f"{name}.csv",
+            config={"lora": {"lora_dropout": 0.05 if name == "v1" else 0.1}},
+        )
+    losses = final_losses({n: r.history for n, r in runs.items()})
+    assert losses["final_train_loss"].tolist() == pytest.approx([1.5, 1.65])
+    report = render_report(runs, tmp_path / "out", lang="en").read_text()
+    assert "| v1 | 1.5000 | — | 1.6000 | — |" in report
+    assert "| v2 | 1.6500 | ↑10.0% | 1.6000 | 0.0% |" in report
+    assert "`lora.lora_dropout`" in report
+    for fig in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+        assert (tmp_path / "out/figures" / f"{fig}.png").stat().st_size > 1000
+        assert f"figures/{fig}.png" in report

@@ -1,0 +1,98 @@
+"""Training on the tiny profile: outputs, adapter contents, reload, history."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from safetensors import safe_open
+
+from medsft.config import load_config
+from medsft.history import HISTORY_COLUMNS
+from medsft.modeling import load_adapter
+from medsft.training import train_variant
+from tests.conftest import ROOT
+
+RECORDS = [
+    {
+        "question": f"第{i}位患者血压升高应如何处理？",
+        "think": "先评估心血管风险，再决定用药。" * 3,
+        "answer": "改善生活方式，必要时用药。",
+    }
+    for i in range(12)
+]
+FAST = [
+    "tracking.mode=disabled",
+    "model.max_length=64",
+    "model.training.max_steps=4",
+    "model.training.logging_steps=1",
+    "model.training.eval_steps=2",
+    "model.training.save_steps=2",
+    "model.training.per_device_train_batch_size=2",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_v2(tmp_path_factory):
+    cfg = load_config(FAST, path=ROOT / "params.yaml")
+    out = tmp_path_factory.mktemp("v2")
+    metrics = train_variant(cfg, "v2", RECORDS[:10], RECORDS[10:], out)
+    return cfg, out, metrics
+
+
+def test_outputs_history_and_metrics(trained_v2):
+    _, out, metrics = trained_v2
+    hist = pd.read_csv(out / "history.csv")
+    assert tuple(hist.columns) == HISTORY_COLUMNS
+    assert hist["step"].tolist() == [1, 2, 3, 4]
+    assert hist["eval_loss"].notna().tolist() == [False, True, False, True]
+    assert hist[["loss", "grad_norm", "learning_rate"]].notna().all().all()
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and len(state["log_history"]) >= 6
+    assert metrics["steps"] == 4
+    assert metrics["final_train_loss"] == pytest.approx(hist["loss"].iloc[-1])
+    assert metrics["final_eval_loss"] == pytest.approx(hist["eval_loss"].iloc[-1])
+    assert metrics["tokens_per_second"] > 0 and 0 < metrics["trainable_params"] < metrics["total_params"]
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+
+
+def test_adapter_is_safetensors_with_embedding_and_output_layers(trained_v2):
+    _, out, _ = trained_v2
+    files = {p.name for p in (out / "adapter").iterdir()}
+    assert "adapter_model.safetensors" in files and not any(f.endswith((".bin", ".pt")) for f in files)
+    with safe_open(out / "adapter" / "adapter_model.safetensors", "pt") as fh:
+        keys = list(fh.keys())
+    assert any("embed_tokens" in k for k in keys) and any("lm_head" in k for k in keys)
+    assert any("lora_A" in k for k in keys)
+
+
+def test_reloaded_adapter_gives_the_trained_logits(trained_v2):
+    cfg, out, _ = trained_v2
+    from peft import PeftModel
+
+    from medsft.modeling import load_model_and_tokenizer
+
+    model, tok = load_adapter(cfg.model, str(out / "adapter"))
+    ids = torch.tensor([tok("糖尿病的诊断标准是什么？", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        reloaded = model(input_ids=ids).logits
+        base, _ = load_model_and_tokenizer(cfg.model)
+        plain = base(input_ids=ids).logits
+    assert not torch.allclose(reloaded, plain), "the adapter changed nothing"
+    # Loading the saved weights into a freshly wrapped model reproduces the same logits.
+    base2, _ = load_model_and_tokenizer(cfg.model)
+    again = PeftModel.from_pretrained(base2, str(out / "adapter")).eval()
+    with torch.no_grad():
+        assert torch.equal(again(input_ids=ids).logits, reloaded)
+
+
+def test_stale_checkpoints_of_another_config_are_not_resumed(tmp_path):
+    cfg = load_config(FAST + ["model.training.max_steps=2"], path=ROOT / "params.yaml")
+    train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
+    cfg2 = load_config(
+        FAST + ["model.training.max_steps=2", "variants.v1.lora.lora_dropout=0.3"], path=ROOT / "params.yaml"
+    )
+    metrics = train_variant(cfg2, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
+    assert metrics["resumed_from"] is None and metrics["steps"] == 2
+    again = train_variant(cfg2, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
+    assert again["resumed_from"].endswith("checkpoint-2")
