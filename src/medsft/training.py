@@ -56,6 +56,12 @@ def reset_stale_checkpoints(checkpoint_dir: Path, run_id: str) -> None:
     stamp.write_text(run_id + "\n")
 
 
+def clear_checkpoints(checkpoint_dir: Path) -> None:
+    """Remove the ``checkpoint-N`` folders, keeping the folder itself (a declared output)."""
+    for path in checkpoint_dir.glob("checkpoint-*"):
+        shutil.rmtree(path)
+
+
 def hardware_name() -> str:
     """The GPU's name, or the CPU model from /proc/cpuinfo (the machine type elsewhere)."""
     if torch.cuda.is_available():
@@ -161,8 +167,8 @@ def train_variant(
     history = trainer.state.log_history
     train_losses = [e["loss"] for e in history if "loss" in e]
     eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
-    if not eval_losses or history[-1].get("step") != trainer.state.global_step or "eval_loss" not in history[-1]:
-        final_eval = trainer.evaluate()
+    if not any("eval_loss" in e and e["step"] == trainer.state.global_step for e in history):
+        final_eval = trainer.evaluate()  # the last step fell between two evaluations
         eval_losses.append(final_eval["eval_loss"])
     if trainer.is_world_process_zero():
         with atomic_dir(out / "adapter") as tmp:
@@ -182,13 +188,14 @@ def train_variant(
         **counts,
         **peak_memory_bytes(),
         "device": str(args.device),
-        "hardware": torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else platform.processor() or platform.machine(),
+        "hardware": hardware_name(),
         "cpu_count": os.cpu_count(),
         "resumed_from": resume,
     }
     if trainer.is_world_process_zero():
         atomic_write_json(out / "metrics.json", metrics)
+        # Checkpoints only serve to resume an interrupted run: a finished run drops them, so
+        # a rerun (new code, same config) trains afresh instead of resuming at the end.
+        clear_checkpoints(out / "checkpoints")
     log.info("%s: %s", variant, json.dumps({k: metrics[k] for k in ("final_train_loss", "final_eval_loss", "steps")}))
     return metrics
