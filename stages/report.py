@@ -1,51 +1,71 @@
-"""report: reports/report.md and its figures, from the variants' logged files.
+"""report: reports/report.md and its figures, from logged runs.
 
-python -m stages.report [report.out_dir=DIR] [report.lang=en] [key=value ...]
+    python -m stages.report [report.lang=en] [key=value ...]
+    python -m stages.report report.runs.v1=PATH report.runs.v2=PATH report.out_dir=DIR
+
+Without report.runs it reports on the DAG's variants (runs/<variant>/); with it, on those runs
+alone (a trainer_state.json, or a folder holding one and its run_config.yaml).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import sys
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from medsft import provenance
 from medsft.cli import parse_args
-from medsft.history import load_history
-from medsft.paths import eval_dir, train_dir
-from medsft.records import read_jsonl
-from medsft.report import RunFiles, read_json, render_report
+from medsft.report import ReportInputs, render_report
+from medsft.runs import load_dag_run, load_imported_run, read_json
 
 log = logging.getLogger("report")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, cfg = parse_args(argv, usage=__doc__)
-    runs = {}
-    for name, variant in cfg.variants.items():
-        hist_path = train_dir(name) / "history.csv"
-        gens = eval_dir(name) / "generations.jsonl"
-        runs[name] = RunFiles(
-            name=name,
-            history=load_history(hist_path),
-            history_path=str(hist_path),
-            config=OmegaConf.to_container(variant, resolve=True),
-            train_metrics=read_json(train_dir(name) / "metrics.json"),
-            eval_metrics=read_json(eval_dir(name) / "metrics.json"),
-            generations=read_jsonl(gens) if gens.exists() else [],
-        )
-    stats = read_json(f"{cfg.prepare.out_dir}/stats.json")
-    data = (
-        {
-            "accepted": stats.get("accepted"),
-            "rejected": stats.get("rejected"),
-            **{k: v["records"] for k, v in stats.get("splits", {}).items()},
-        }
-        if stats
-        else None
+    args = list(sys.argv[1:] if argv is None else argv)
+    _, cfg = parse_args(args, usage=__doc__)
+    imported = dict(cfg.report.runs)
+    if imported:
+        runs = {name: load_imported_run(name, path) for name, path in imported.items()}
+        data_stats, profile, logdir, lock = None, None, None, {}
+        command = "python -m stages.report " + " ".join(args)
+        seeds = {f"{n}.seed": r.config.get("training", {}).get("seed") for n, r in runs.items() if r.config}
+    else:
+        runs = {n: load_dag_run(n, OmegaConf.to_container(v, resolve=True)) for n, v in cfg.variants.items()}
+        stats = read_json(Path(cfg.prepare.out_dir) / "stats.json")
+        data_stats = {k: stats.get(k) for k in ("accepted", "rejected")} if stats else None
+        if stats:
+            data_stats.update({k: v["records"] for k, v in stats.get("splits", {}).items()})
+        profile = OmegaConf.to_container(cfg.model.training, resolve=True)
+        logdir = cfg.tracking.logdir if cfg.tracking.mode != "disabled" else None
+        lock = provenance.dvc_lock_hashes()
+        command = "dvc repro"
+        seeds = {f"variants.{n}.training.seed": v.training.get("seed") for n, v in cfg.variants.items()}
+        seeds.update({"split.seed": cfg.split.seed, "model.init_seed": cfg.model.init_seed})
+    params = Path("params.yaml")
+    inputs = ReportInputs(
+        runs=runs,
+        lang=cfg.report.lang,
+        phase_steps=cfg.report.phase_steps,
+        plateau_tolerance=cfg.report.plateau_tolerance,
+        claims_path=cfg.report.claims,
+        profile_training=profile,
+        data_stats=data_stats,
+        tracking_logdir=logdir,
+        provenance={
+            "git": provenance.git_state(),
+            "params_sha256": hashlib.sha256(params.read_bytes()).hexdigest() if not imported else None,
+            "seeds": seeds,
+            "packages": provenance.package_versions(),
+            "hardware": provenance.hardware(),
+            "command": command,
+            "hashes": lock,
+        },
     )
-    path = render_report(
-        runs, cfg.report.out_dir, cfg.report.lang, OmegaConf.to_container(cfg.model.training, resolve=True), data
-    )
+    path = render_report(inputs, cfg.report.out_dir)
     log.info("wrote %s", path)
     return 0
 

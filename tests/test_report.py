@@ -5,9 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from medsft.compare import config_differences, final_losses, relative_change
+from medsft.analysis import final_value, relative_change
+from medsft.compare import config_differences
 from medsft.history import load_history, write_history_csv
-from medsft.report import RunFiles, render_report
+from medsft.report import ReportInputs, render_report
+from medsft.runs import RunFiles
 
 LOG = [
     {"step": 10, "loss": 2.0, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": 0.1},
@@ -58,11 +60,10 @@ def test_report_shows_the_logged_numbers(tmp_path):
             f"{name}.csv",
             config={"lora": {"lora_dropout": 0.05 if name == "v1" else 0.1}},
         )
-    losses = final_losses({n: r.history for n, r in runs.items()})
-    assert losses["final_train_loss"].tolist() == pytest.approx([1.5, 1.65])
-    report = render_report(runs, tmp_path / "out", lang="en").read_text()
-    assert "| v1 | 1.5000 | — | 1.6000 | — |" in report
-    assert "| v2 | 1.6500 | ↑10.0% | 1.6000 | 0.0% |" in report
+    assert [final_value(r.history, "loss") for r in runs.values()] == pytest.approx([1.5, 1.65])
+    report = render_report(ReportInputs(runs=runs, lang="en"), tmp_path / "out").read_text()
+    assert "| v1 | 1.5000 | — | 1.6000 | — | 0.1000 | — |" in report
+    assert "| v2 | 1.6500 | ↑10.0% | 1.6000 | 0.0% | -0.0500 | ↓150.0% |" in report
     assert "`lora.lora_dropout`" in report
     for fig in ("loss", "eval_loss", "learning_rate", "grad_norm"):
         assert (tmp_path / "out/figures" / f"{fig}.png").stat().st_size > 1000

@@ -1,8 +1,7 @@
-"""Numbers that compare runs, each computed from a logged history or a config."""
+"""What differs between the configs of several runs."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,36 +41,3 @@ def _norm(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_norm(v) for v in value)
     return value
-
-
-def last_value(history: pd.DataFrame, column: str) -> tuple[int, float] | None:
-    """``(step, value)`` of the last logged, finite value of ``column``."""
-    rows = history.dropna(subset=[column])
-    if rows.empty:
-        return None
-    row = rows.iloc[-1]
-    return int(row["step"]), float(row[column])
-
-
-def relative_change(before: float | None, after: float | None) -> float | None:
-    """``(after - before) / before`` as a fraction; ``None`` when undefined."""
-    if before is None or after is None or before == 0 or not math.isfinite(before):
-        return None
-    return (after - before) / before
-
-
-def final_losses(histories: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Final train loss and final eval loss of each run, with the step each was logged at."""
-    rows = []
-    for name, hist in histories.items():
-        train, ev = last_value(hist, "loss"), last_value(hist, "eval_loss")
-        rows.append(
-            {
-                "run": name,
-                "train_step": train[0] if train else None,
-                "final_train_loss": train[1] if train else None,
-                "eval_step": ev[0] if ev else None,
-                "final_eval_loss": ev[1] if ev else None,
-            }
-        )
-    return pd.DataFrame(rows)

@@ -105,6 +105,12 @@ class EvaluateConfig:
 class ReportConfig:
     out_dir: str = "reports"
     lang: str = "zh"
+    # Runs made elsewhere, name -> trainer_state.json or a folder holding one; when set, the
+    # report covers these runs instead of the DAG's variants.
+    runs: dict[str, str] = field(default_factory=dict)
+    phase_steps: int = 100
+    plateau_tolerance: float = 0.01
+    claims: str | None = "conf/claims/seed_report.yaml"
 
 
 @dataclass

@@ -1,186 +1,68 @@
-"""Rendering ``report.md`` from logged files: configs, histories, metrics, generations."""
+"""Rendering ``report.md`` from logged runs: every number computed here from the files."""
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from medsft.compare import config_differences, final_losses, relative_change
+from medsft import analysis
+from medsft.claims import audit, load_claims, warmup_cutoff
+from medsft.compare import config_differences
+from medsft.io import atomic_write_text
 from medsft.plots import plot_histories
 from medsft.report_text import TEXT
+from medsft.runs import RunFiles
 
 
 @dataclass
-class RunFiles:
-    """What the report reads for one run; any of it may be absent for an imported run."""
+class ReportInputs:
+    """Everything the report shows besides the runs' own files."""
 
-    name: str
-    history: pd.DataFrame
-    history_path: str
-    config: dict[str, Any] = field(default_factory=dict)
-    train_metrics: dict[str, Any] = field(default_factory=dict)
-    eval_metrics: dict[str, Any] = field(default_factory=dict)
-    generations: list[dict[str, Any]] = field(default_factory=list)
+    runs: dict[str, RunFiles]
+    lang: str = "zh"
+    phase_steps: int = 100
+    plateau_tolerance: float = 0.01
+    claims_path: str | None = None
+    profile_training: Mapping[str, Any] | None = None
+    data_stats: Mapping[str, Any] | None = None
+    tracking_logdir: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """Numbers rounded to ``digits`` decimals; missing values as an em dash."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+    """Numbers rounded to ``digits`` decimals (tiny ones in scientific notation); ``—`` if missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return f"`{value}`" if not isinstance(value, str) or value else "—"
+        return f"`{value}`"
     if isinstance(value, int):
         return f"{value:,}"
-    if value != 0 and abs(value) < 10 ** (-digits):
-        return f"{value:.3g}"
+    if value != 0 and abs(value) < 10 ** (-digits + 1):
+        return f"{value:.4g}"
     return f"{value:.{digits}f}"
+
+
+def lr_fmt(value: float | None) -> str:
+    """Learning rates in scientific notation, 4 decimals (1.2166e-04)."""
+    return "—" if value is None else f"{value:.4e}"
 
 
 def pct(frac: float | None) -> str:
     """A fraction as a percentage to one decimal, with an arrow for the direction (as the seed)."""
-    if frac is None:
+    if frac is None or (isinstance(frac, float) and math.isnan(frac)):
         return "—"
     arrow = "↓" if frac < 0 else "↑" if frac > 0 else ""
     return f"{arrow}{abs(frac) * 100:.1f}%"
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
+    """A markdown table; pipes and line breaks inside cells are escaped."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def render_report(
-    runs: Mapping[str, RunFiles],
-    out_dir: str | Path,
-    lang: str = "zh",
-    profile_training: Mapping[str, Any] | None = None,
-    data_stats: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write ``report.md`` and its figures under ``out_dir``; return the report's path."""
-    t = TEXT[lang]
-    out = Path(out_dir)
-    figures = plot_histories({n: r.history for n, r in runs.items()}, out / "figures")
-    parts = [f"# {t['title']}", t["generated"]]
-
-    parts.append(f"## {t['overview']}")
-    rows = []
-    for r in runs.values():
-        m = r.train_metrics
-        rows.append(
-            [
-                r.name,
-                f"`{r.history_path}`",
-                fmt(m.get("steps", _max_step(r.history))),
-                fmt(m.get("wall_seconds"), 1),
-                fmt(m.get("tokens_per_second"), 1),
-                fmt(m.get("hardware")),
-            ]
-        )
-    parts.append(md_table([t["runs"], t["source"], t["steps"], t["wall"], t["tps"], t["hardware"]], rows))
-    if data_stats:
-        counts = ", ".join(f"{k}: {v}" for k, v in data_stats.items())
-        parts.append(f"{t['data']}: {counts}")
-
-    configs = {n: r.config for n, r in runs.items() if r.config}
-    if len(configs) >= 2:
-        parts.append(f"## {t['differences']}")
-        diff = config_differences(configs)
-        profile = ", ".join(f"`{k}={v}`" for k, v in (profile_training or {}).items()) or "—"
-        parts.append(f"{t['diff_def']} {profile}")
-        if diff.empty:
-            parts.append(t["no_diff"])
-        else:
-            parts.append(
-                md_table(
-                    ["key", *configs],
-                    [[f"`{row['key']}`", *(fmt(row[n]) for n in configs)] for _, row in diff.iterrows()],
-                )
-            )
-
-    parts.append(f"## {t['losses']}")
-    losses = final_losses({n: r.history for n, r in runs.items()})
-    base = losses.iloc[0]
-    rows = []
-    for _, row in losses.iterrows():
-        rows.append(
-            [
-                row["run"],
-                fmt(row["final_train_loss"]),
-                "—"
-                if row["run"] == base["run"]
-                else pct(relative_change(base["final_train_loss"], row["final_train_loss"])),
-                fmt(row["final_eval_loss"]),
-                "—"
-                if row["run"] == base["run"]
-                else pct(relative_change(base["final_eval_loss"], row["final_eval_loss"])),
-                fmt(row["train_step"]),
-                fmt(row["eval_step"]),
-            ]
-        )
-    parts.append(
-        md_table(
-            [
-                t["runs"],
-                "final train loss",
-                f"{t['relative']} vs {base['run']}",
-                "final eval loss",
-                f"{t['relative']} vs {base['run']}",
-                "train step",
-                "eval step",
-            ],
-            rows,
-        )
-    )
-    parts.append(t["losses_def"])
-
-    evaluated = {n: r for n, r in runs.items() if r.eval_metrics}
-    if evaluated:
-        parts.append(f"## {t['eval']}")
-        rows = [
-            [
-                n,
-                fmt(r.eval_metrics.get("eval_loss")),
-                fmt(r.eval_metrics.get("perplexity"), 2),
-                fmt(r.eval_metrics.get("eval_target_tokens")),
-            ]
-            for n, r in evaluated.items()
-        ]
-        parts.append(md_table([t["runs"], "eval loss", "perplexity", "target tokens"], rows))
-        parts.append(t["eval_def"])
-
-    with_gen = {n: r for n, r in runs.items() if r.generations}
-    if with_gen:
-        parts.append(f"## {t['generations']}")
-        parts.append(t["gen_def"])
-        first = next(iter(with_gen.values())).generations
-        for i, item in enumerate(first[:3]):
-            parts.append(f"**{t['question']} {i + 1}**: {item['question']}")
-            rows = [
-                [n, _clip(r.generations[i]["output"]) if i < len(r.generations) else "—"] for n, r in with_gen.items()
-            ]
-            rows.append([t["reference"], _clip(item["reference"], show_breaks=False)])
-            parts.append(md_table([t["runs"], t["output"]], rows))
-
-    parts.append(f"## {t['figures']}")
-    parts.append(t["fig_def"])
-    for name, path in figures.items():
-        parts.append(f"![{name}](figures/{path.name})")
-
-    report = out / "report.md"
-    from medsft.io import atomic_write_text
-
-    atomic_write_text(report, "\n\n".join(parts) + "\n")
-    return report
-
-
-def _max_step(history: pd.DataFrame) -> int | None:
-    return int(history["step"].max()) if not history.empty else None
 
 
 def _clip(text: str, limit: int = 160, show_breaks: bool = True) -> str:
@@ -192,10 +74,254 @@ def _clip(text: str, limit: int = 160, show_breaks: bool = True) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def read_json(path: str | Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or ``{}`` when the file is absent."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
+    """Write ``report.md`` and ``figures/*.png`` under ``out_dir``; return the report's path."""
+    t = TEXT[inputs.lang]
+    out = Path(out_dir)
+    runs = inputs.runs
+    if not runs:
+        raise ValueError("no runs to report on")
+    figures = plot_histories({n: r.history for n, r in runs.items()}, out / "figures")
+    parts = [f"# {t['title']}", t["generated"], t["rounding"]]
+    parts += _overview(inputs, t)
+    parts += _phases(inputs, t)
+    parts += _learning_rate(inputs, t, figures)
+    parts += _gradients(inputs, t)
+    parts += _comparison(inputs, t)
+    parts += _evaluation(inputs, t)
+    parts.append(f"## {t['figures']}")
+    parts.append(t["fig_def"])
+    parts += [f"![{name}](figures/{path.name})" for name, path in figures.items()]
+    parts += _claims(inputs, t)
+    parts += _reproducibility(inputs, t)
+    report = out / "report.md"
+    atomic_write_text(report, "\n\n".join(_number_sections(parts)) + "\n")
+    return report
+
+
+def _number_sections(parts: list[str]) -> list[str]:
+    """Number the ``## `` sections in order, so an omitted section leaves no gap."""
+    numbered, n = [], 0
+    for part in parts:
+        if part.startswith("## "):
+            n += 1
+            part = f"## {n}. {part[3:]}"
+        numbered.append(part)
+    return numbered
+
+
+def _overview(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    parts = [f"## {t['overview']}"]
+    rows = []
+    for r in inputs.runs.values():
+        m = r.train_metrics
+        rows.append(
+            [
+                r.name,
+                f"`{r.history_path}`",
+                fmt(analysis.last_step(r.history)),
+                fmt(m.get("wall_seconds"), 1),
+                fmt(m.get("tokens_per_second"), 1),
+                fmt(m.get("hardware")),
+            ]
+        )
+    parts.append(md_table([t["run"], t["source"], t["steps"], t["wall"], t["tps"], t["hardware"]], rows))
+    if inputs.data_stats:
+        parts.append(f"{t['data']}: " + ", ".join(f"{k} {v}" for k, v in inputs.data_stats.items()))
+    if inputs.tracking_logdir:
+        parts.append(t["tracking"].format(logdir=inputs.tracking_logdir))
+    configs = {n: r.config for n, r in inputs.runs.items() if r.config}
+    if len(configs) >= 2:
+        parts.append(f"### {t['differences']}")
+        parts.append(t["diff_def"])
+        if inputs.profile_training:
+            parts.append(t["profile"] + " " + ", ".join(f"`{k}={v}`" for k, v in inputs.profile_training.items()))
+        diff = config_differences(configs)
+        if diff.empty:
+            parts.append(t["no_diff"])
+        else:
+            rows = [[f"`{row['key']}`", *(fmt(row[n]) for n in configs)] for _, row in diff.iterrows()]
+            parts.append(md_table(["key", *configs], rows))
+    return parts
+
+
+def _phases(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    parts = [f"## {t['phases']}"]
+    rows = []
+    for r in inputs.runs.values():
+        for p in analysis.phases(r.history, inputs.phase_steps):
+            rows.append(
+                [
+                    r.name,
+                    f"{p.index} ({p.start}, {p.end}]",
+                    f"{fmt(p.first_loss)} @ {p.first_step}",
+                    f"{fmt(p.last_loss)} @ {p.last_step}",
+                    pct(p.drop),
+                    "—" if p.eval_loss is None else f"{fmt(p.eval_loss)} @ {p.eval_step}",
+                ]
+            )
+    parts.append(md_table([t["run"], t["phase"], "train loss (first)", "train loss (last)", "Δ", "eval loss"], rows))
+    parts.append(t["phases_def"].format(n=inputs.phase_steps))
+    return parts
+
+
+def _learning_rate(inputs: ReportInputs, t: dict[str, str], figures: Mapping[str, Path]) -> list[str]:
+    parts = [f"## {t['lr']}"]
+    rows = []
+    for r in inputs.runs.values():
+        pts = analysis.lr_points(r.history)
+        rows.append([r.name, *("—" if p is None else f"{lr_fmt(p[1])} @ {p[0]}" for p in pts.values())])
+    parts.append(md_table([t["run"], "first", "warmup end", "mid-run", "end"], rows))
+    parts.append(t["lr_def"])
+    if "learning_rate" in figures:
+        parts.append(f"![learning_rate](figures/{figures['learning_rate'].name})")
+    return parts
+
+
+def _shared_cutoff(runs: Mapping[str, RunFiles]) -> float:
+    cuts = [c for c in (warmup_cutoff(r) for r in runs.values()) if c is not None]
+    return max(cuts, default=0.0)
+
+
+def _gradients(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    parts = [f"## {t['grad']}"]
+    cut = _shared_cutoff(inputs.runs)
+    late_from = max((analysis.last_step(r.history) or 0) for r in inputs.runs.values()) / 2
+    rows = []
+    for r in inputs.runs.values():
+        every, after = analysis.spread(r.history), analysis.spread(r.history, from_step=cut)
+        late = analysis.spread(r.history, from_step=late_from - 1e-9)
+        if every is None:
+            continue
+        rows.append(
+            [
+                r.name,
+                f"{fmt(every.min)} @ {every.min_step}",
+                f"{fmt(every.max)} @ {every.max_step}",
+                fmt(every.mean),
+                fmt(every.std),
+                fmt(every.cv, 3),
+                fmt(after.cv if after else None, 3),
+                "—" if late is None else f"{fmt(late.min)}–{fmt(late.max)}",
+            ]
+        )
+    header = [t["run"], "min @ step", "max @ step", "mean", "std", "CV (all)", "CV (after warmup)", "late range"]
+    parts.append(md_table(header, rows))
+    parts.append(t["grad_def"].format(cut=fmt(int(cut)), late=fmt(int(math.ceil(late_from)))))
+    group_rows = []
+    for r in inputs.runs.values():
+        for col in (c for c in r.history.columns if c.startswith("grad_norm_")):
+            s = analysis.spread(r.history, col)
+            if s is not None:
+                group_rows.append(
+                    [r.name, col.removeprefix("grad_norm_"), fmt(s.mean), fmt(s.min), fmt(s.max), fmt(s.cv, 3)]
+                )
+    if group_rows:
+        parts.append(t["grad_groups"])
+        parts.append(md_table([t["run"], "group", "mean", "min", "max", "CV"], group_rows))
+    return parts
+
+
+def _comparison(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    runs = list(inputs.runs.values())
+    if len(runs) < 2:
+        return []
+    base = runs[0]
+    parts = [f"## {t['compare']}"]
+
+    measures = {
+        "train": lambda h: analysis.final_value(h, "loss"),
+        "eval": lambda h: analysis.final_value(h, "eval_loss"),
+        "gap": analysis.generalization_gap,
+    }
+    rows = []
+    for r in runs:
+        row = [r.name]
+        for measure in measures.values():
+            value = measure(r.history)
+            change = analysis.relative_change(measure(base.history), value)
+            row += [fmt(value), "—" if r is base else pct(change)]
+        grad = analysis.spread(r.history)
+        row += [fmt(analysis.plateau_step(r.history, inputs.plateau_tolerance)), fmt(grad.cv if grad else None, 3)]
+        rows.append(row)
+    header = [t["run"], "final train loss", "Δ", "final eval loss", "Δ", t["gap"], "Δ", t["plateau"], "grad CV"]
+    parts.append(md_table(header, rows))
+    parts.append(t["compare_def"].format(base=base.name, tol=inputs.plateau_tolerance))
+    return parts
+
+
+def _evaluation(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    evaluated = {n: r for n, r in inputs.runs.items() if r.eval_metrics}
+    if not evaluated:
+        return []
+    parts = [f"## {t['eval']}"]
+    rows = [
+        [
+            n,
+            fmt(r.eval_metrics.get("eval_loss")),
+            fmt(r.eval_metrics.get("perplexity"), 2),
+            fmt(r.eval_metrics.get("eval_target_tokens")),
+        ]
+        for n, r in evaluated.items()
+    ]
+    parts.append(md_table([t["run"], "eval loss", "perplexity", "target tokens"], rows))
+    parts.append(t["eval_def"])
+    with_gen = {n: r for n, r in evaluated.items() if r.generations}
+    if with_gen:
+        parts.append(f"### {t['generations']}")
+        parts.append(t["gen_def"])
+        first = next(iter(with_gen.values())).generations
+        for i, item in enumerate(first[:3]):
+            parts.append(f"**{t['question']} {i + 1}**: {item['question']}")
+            rows = [
+                [n, _clip(r.generations[i]["output"]) if i < len(r.generations) else "—"] for n, r in with_gen.items()
+            ]
+            rows.append([t["reference"], _clip(item["reference"], show_breaks=False)])
+            parts.append(md_table([t["run"], t["output"]], rows))
+    return parts
+
+
+def _claims(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    if not inputs.claims_path:
+        return []
+    results = audit(load_claims(inputs.claims_path), inputs.runs, inputs.phase_steps)
+    parts = [f"## {t['claims']}", t["claims_def"].format(path=inputs.claims_path)]
+    rows = []
+    for res in results:
+        measured = "; ".join(f"{c.description} = {_measured(c.measured)} (≈ {c.expect})" for c in res.checks)
+        rows.append([res.id, res.statement, f"**{t[res.status]}**", measured])
+    parts.append(md_table([t["claim"], "", t["status"], t["measured"]], rows))
+    notes = [f"- `{res.id}`: {res.note}" for res in results if res.note]
+    if notes:
+        parts.append("\n".join(notes))
+    return parts
+
+
+def _measured(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return "—" if value is None else str(value)
+
+
+def _reproducibility(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    prov = inputs.provenance
+    if not prov:
+        return []
+    parts = [f"## {t['repro']}"]
+    commit = prov.get("git", {})
+    lines = [f"- {t['commit']}: `{commit.get('commit') or '—'}` {t['dirty'] if commit.get('dirty') else ''}".rstrip()]
+    if prov.get("params_sha256"):
+        lines.append(f"- {t['params_hash']}: `{prov['params_sha256']}`")
+    if prov.get("seeds"):
+        lines.append(f"- {t['seeds']}: " + ", ".join(f"`{k}={v}`" for k, v in prov["seeds"].items()))
+    if prov.get("packages"):
+        lines.append(f"- {t['packages']}: " + ", ".join(f"{k} {v}" for k, v in prov["packages"].items()))
+    if prov.get("hardware"):
+        lines.append(f"- {t['generated_on']}: {prov['hardware']}")
+    if prov.get("command"):
+        lines.append(f"- {t['command']}: `{prov['command']}`")
+    parts.append("\n".join(lines))
+    if prov.get("hashes"):
+        parts.append(f"{t['hashes']}:")
+        parts.append(md_table(["path", "md5"], [[f"`{p}`", f"`{h}`"] for p, h in prov["hashes"].items()]))
+    return parts

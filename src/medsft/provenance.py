@@ -1,0 +1,70 @@
+"""Where a report's numbers come from: code version, data and params hashes, packages, machine."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "bitsandbytes",
+    "accelerate",
+    "datasets",
+    "dvc",
+    "hydra-core",
+    "swanlab",
+    "pandas",
+)
+
+
+def git_state(cwd: str | Path = ".") -> dict[str, Any]:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the working tree."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape a run (``not installed`` otherwise)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def dvc_lock_hashes(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
+    """md5 of every dependency and output recorded in ``dvc.lock`` that is data (not code).
+
+    Returns path → md5 for files and folders outside ``src/`` and ``stages/``.
+    """
+    path = Path(lock_path)
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        lock = yaml.safe_load(fh) or {}
+    hashes: dict[str, str] = {}
+    for stage in (lock.get("stages") or {}).values():
+        for entry in (stage.get("deps") or []) + (stage.get("outs") or []):
+            name = entry.get("path", "")
+            if name.startswith(("src/", "stages/")) or "md5" not in entry:
+                continue
+            hashes[name] = entry["md5"]
+    return dict(sorted(hashes.items()))
+
+
+def hardware() -> str:
+    """The machine the report was generated on (runs name their own in metrics.json)."""
+    return f"{platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}"

@@ -1,0 +1,87 @@
+"""What the report reads of a run: the DAG's own variants, or runs imported from elsewhere."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from medsft.history import load_history
+from medsft.paths import eval_dir, train_dir
+from medsft.records import read_jsonl
+
+
+@dataclass
+class RunFiles:
+    """One run's logged files, loaded; any part but the history may be empty."""
+
+    name: str
+    history: pd.DataFrame
+    history_path: str
+    config: dict[str, Any] = field(default_factory=dict)
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+    eval_metrics: dict[str, Any] = field(default_factory=dict)
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    config_path: str | None = None
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or ``{}`` when the file is absent."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def load_dag_run(name: str, config: dict[str, Any]) -> RunFiles:
+    """A variant trained by this pipeline: ``runs/<name>/train`` and ``runs/<name>/eval``."""
+    hist_path = train_dir(name) / "history.csv"
+    gens = eval_dir(name) / "generations.jsonl"
+    return RunFiles(
+        name=name,
+        history=load_history(hist_path),
+        history_path=str(hist_path),
+        config=config,
+        train_metrics=read_json(train_dir(name) / "metrics.json"),
+        eval_metrics=read_json(eval_dir(name) / "metrics.json"),
+        generations=read_jsonl(gens) if gens.exists() else [],
+        config_path="params.yaml",
+    )
+
+
+def load_imported_run(name: str, path: str | Path) -> RunFiles:
+    """A run made elsewhere: a ``trainer_state.json``, or a folder holding one.
+
+    A ``run_config.yaml`` (or ``config.yaml``) and a ``metrics.json`` beside the history are
+    read too, for the config comparison and the overview.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"report.runs.{name}: {path} does not exist")
+    folder = path if path.is_dir() else path.parent
+    history_file = path
+    if path.is_dir():
+        candidates = [path / "trainer_state.json", path / "history.csv"]
+        history_file = next((c for c in candidates if c.exists()), None)
+        if history_file is None:
+            raise FileNotFoundError(f"report.runs.{name}: {path} holds no trainer_state.json or history.csv")
+    config, config_path = {}, None
+    for candidate in ("run_config.yaml", "config.yaml"):
+        if (folder / candidate).exists():
+            with open(folder / candidate, encoding="utf-8") as fh:
+                config = yaml.safe_load(fh) or {}
+            config_path = str(folder / candidate)
+            break
+    return RunFiles(
+        name=name,
+        history=load_history(history_file),
+        history_path=str(history_file),
+        config=config,
+        train_metrics=read_json(folder / "metrics.json"),
+        config_path=config_path,
+    )
