@@ -98,3 +98,14 @@ def test_stale_checkpoints_of_another_config_are_not_resumed(tmp_path):
     assert not list((tmp_path / "checkpoints").glob("checkpoint-*")), "a finished run keeps no checkpoint"
     again = train_variant(cfg2, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
     assert again["resumed_from"] is None and again["steps"] == 2
+
+
+def test_same_config_and_seed_give_identical_histories(tmp_path):
+    cfg = load_config(FAST, path=ROOT / "params.yaml")
+    for name in ("a", "b"):
+        train_variant(cfg, "v2", RECORDS[:10], RECORDS[10:], tmp_path / name)
+    first, second = (pd.read_csv(tmp_path / n / "history.csv") for n in ("a", "b"))
+    pd.testing.assert_frame_equal(first, second)  # exact: LoRA init, dropout and data order are seeded
+    other = load_config(FAST + ["variants.v2.training.seed=7"], path=ROOT / "params.yaml")
+    train_variant(other, "v2", RECORDS[:10], RECORDS[10:], tmp_path / "c")
+    assert not pd.read_csv(tmp_path / "c" / "history.csv")["loss"].equals(first["loss"])

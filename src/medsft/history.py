@@ -93,7 +93,13 @@ def load_history(path: str | Path) -> pd.DataFrame:
         if "log_history" not in state:
             raise ValueError(f"{path}: not a trainer_state.json (no 'log_history' field)")
         frame = pd.DataFrame(history_rows(state["log_history"]))
+    return normalise_history(frame)
+
+
+def normalise_history(frame: pd.DataFrame) -> pd.DataFrame:
+    """The history columns in order (missing ones as NaN, extra ``grad_norm_*`` kept), by step."""
     for col in HISTORY_COLUMNS:
         if col not in frame.columns:
             frame[col] = float("nan")
-    return frame[list(HISTORY_COLUMNS)].sort_values("step").reset_index(drop=True)
+    extra = sorted(c for c in frame.columns if c.startswith("grad_norm_"))
+    return frame[[*HISTORY_COLUMNS, *extra]].sort_values("step").reset_index(drop=True)

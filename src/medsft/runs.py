@@ -13,6 +13,7 @@ import yaml
 from medsft.history import load_history
 from medsft.paths import eval_dir, train_dir
 from medsft.records import read_jsonl
+from medsft.swanlab_log import is_swanlab_run, read_swanlab_run
 
 
 @dataclass
@@ -55,7 +56,8 @@ def load_dag_run(name: str, config: dict[str, Any]) -> RunFiles:
 
 
 def load_imported_run(name: str, path: str | Path) -> RunFiles:
-    """A run made elsewhere: a ``trainer_state.json``, or a folder holding one.
+    """A run made elsewhere: a ``trainer_state.json``, a folder holding one, or a SwanLab
+    offline run folder (``swanlog/<variant>/run-…``).
 
     A ``run_config.yaml`` (or ``config.yaml``) and a ``metrics.json`` beside the history are
     read too, for the config comparison and the overview.
@@ -63,13 +65,18 @@ def load_imported_run(name: str, path: str | Path) -> RunFiles:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"report.runs.{name}: {path} does not exist")
+    if is_swanlab_run(path):
+        history, config = read_swanlab_run(path)
+        return RunFiles(name=name, history=history, history_path=str(path), config=config)
     folder = path if path.is_dir() else path.parent
     history_file = path
     if path.is_dir():
         candidates = [path / "trainer_state.json", path / "history.csv"]
         history_file = next((c for c in candidates if c.exists()), None)
         if history_file is None:
-            raise FileNotFoundError(f"report.runs.{name}: {path} holds no trainer_state.json or history.csv")
+            raise FileNotFoundError(
+                f"report.runs.{name}: {path} holds no trainer_state.json, history.csv or *.swanlab file"
+            )
     config, config_path = {}, None
     for candidate in ("run_config.yaml", "config.yaml"):
         if (folder / candidate).exists():

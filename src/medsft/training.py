@@ -97,7 +97,7 @@ def train_variant(
     at every log), ``metrics.json``, and checkpoints under ``checkpoints/`` from which a
     rerun resumes. Returns the metrics.
     """
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
     from medsft.callbacks import HistoryCallback, NonFiniteLossCallback, SwanLabCallback
     from medsft.modeling import add_lora, load_model_and_tokenizer, parameter_counts
@@ -119,6 +119,8 @@ def train_variant(
     fields.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     args = TrainingArguments(**fields)
 
+    # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
+    set_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(cfg.model)
     lora = OmegaConf.to_container(cfg.variants[variant].lora, resolve=True)
     model = add_lora(model, lora, args.gradient_checkpointing)

@@ -1,0 +1,25 @@
+"""A SwanLab offline run, logged by the train stage, reads back as the same history."""
+
+import pandas as pd
+
+from medsft.config import load_config
+from medsft.history import load_history
+from medsft.runs import load_imported_run
+from medsft.training import train_variant
+from tests.conftest import ROOT
+from tests.test_training import FAST, RECORDS
+
+
+def test_swanlab_offline_run_imports_as_the_logged_history(tmp_path):
+    logdir = tmp_path / "swanlog"
+    overrides = [o for o in FAST if not o.startswith("tracking.")] + [
+        "tracking.mode=offline",
+        f"tracking.logdir={logdir}",
+    ]
+    cfg = load_config(overrides, path=ROOT / "params.yaml")
+    train_variant(cfg, "v2", RECORDS[:10], RECORDS[10:], tmp_path / "run")
+    (run_dir,) = (logdir / "v2").glob("run-*")
+    imported = load_imported_run("v2", run_dir)
+    logged = load_history(tmp_path / "run" / "history.csv")
+    pd.testing.assert_frame_equal(imported.history, logged, check_dtype=False)
+    assert imported.config["lora"]["modules_to_save"] == ["embed_tokens", "lm_head"]
