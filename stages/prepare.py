@@ -16,7 +16,7 @@ from pathlib import Path
 from medsft.cli import parse_args
 from medsft.datastats import token_stats
 from medsft.io import atomic_write_json
-from medsft.records import read_records, split_records, write_jsonl
+from medsft.records import load_source, split_records, write_jsonl
 from medsft.tokenizer import load_tokenizer
 
 log = logging.getLogger("prepare")
@@ -25,14 +25,16 @@ log = logging.getLogger("prepare")
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
     out = Path(cfg.prepare.out_dir)
-    result = read_records(cfg.data.path, cfg.data.max_record_chars)
+    result = load_source(
+        cfg.data.source, cfg.data.path, cfg.data.dataset_id, cfg.data.dataset_split, cfg.data.max_record_chars
+    )
     write_jsonl(out / "rejects.jsonl", (r.to_json() for r in result.rejects))
     for r in result.rejects:
         log.warning("%s:%d: rejected (%s): %s", result.source, r.line, r.field or "record", r.reason)
     fraction = len(result.rejects) / result.total if result.total else 1.0
     if fraction > cfg.data.max_reject_fraction or not result.accepted:
         print(
-            f"error: {cfg.data.path}: {len(result.rejects)} of {result.total} records rejected "
+            f"error: {result.source}: {len(result.rejects)} of {result.total} records rejected "
             f"({fraction:.1%} > data.max_reject_fraction={cfg.data.max_reject_fraction}); "
             f"see {out / 'rejects.jsonl'}",
             file=sys.stderr,

@@ -30,15 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     imported = dict(cfg.report.runs)
     if imported:
         runs = {name: load_imported_run(name, path) for name, path in imported.items()}
-        data_stats, profile, logdir, lock = None, None, None, {}
+        data_stats, augment_stats, profile, logdir, lock = None, {}, None, None, {}
         command = "python -m stages.report " + " ".join(args)
         seeds = {f"{n}.seed": r.config.get("training", {}).get("seed") for n, r in runs.items() if r.config}
     else:
         runs = {n: load_dag_run(n, OmegaConf.to_container(v, resolve=True)) for n, v in cfg.variants.items()}
-        stats = read_json(Path(cfg.prepare.out_dir) / "stats.json")
-        data_stats = {k: stats.get(k) for k in ("accepted", "rejected")} if stats else None
-        if stats:
-            data_stats.update({k: v["records"] for k, v in stats.get("splits", {}).items()})
+        data_stats = read_json(Path(cfg.prepare.out_dir) / "stats.json") or None
+        augment_stats = {n: read_json(Path(cfg.augment.out_dir) / n / "stats.json") for n in cfg.variants}
+        augment_stats = {n: s for n, s in augment_stats.items() if s}
         profile = OmegaConf.to_container(cfg.model.training, resolve=True)
         logdir = cfg.tracking.logdir if cfg.tracking.mode != "disabled" else None
         lock = provenance.dvc_lock_hashes()
@@ -54,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         claims_path=cfg.report.claims,
         profile_training=profile,
         data_stats=data_stats,
+        augment_stats=augment_stats,
         tracking_logdir=logdir,
         provenance={
             "git": provenance.git_state(),

@@ -2,7 +2,7 @@
 
     python -m stages.train VARIANT [key=value ...]
 
-Reads augment.out_dir/train.jsonl and prepare.out_dir/val.jsonl; writes runs/VARIANT/train/
+Reads augment.out_dir/VARIANT/train.jsonl and prepare.out_dir/val.jsonl; writes runs/VARIANT/train/
 (adapter/, history.csv, trainer_state.json, metrics.json, checkpoints/). A rerun of an
 interrupted run resumes from its last checkpoint. Under accelerate launch it runs on
 several processes.
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     (variant,), cfg = parse_args(argv, positional=1, usage=__doc__)
     if variant not in cfg.variants:
         raise SystemExit(f"error: unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
-    train = read_jsonl(Path(cfg.augment.out_dir) / "train.jsonl")
+    train = read_jsonl(Path(cfg.augment.out_dir) / variant / "train.jsonl")
     val = read_jsonl(Path(cfg.prepare.out_dir) / "val.jsonl")
     train_variant(cfg, variant, train, val, train_dir(variant))
     return 0

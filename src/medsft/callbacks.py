@@ -33,6 +33,16 @@ class HistoryCallback(TrainerCallback):
         write_trainer_state(self.state_path, state)
 
 
+class EpochCallback(TrainerCallback):
+    """Tell a dataset with per-epoch augmentation which epoch is starting (0-based)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs) -> None:
+        self.dataset.epoch = int(state.epoch or 0)
+
+
 class NonFiniteLossCallback(TrainerCallback):
     """Stop with an error naming the step when a logged loss is NaN or infinite."""
 

@@ -47,3 +47,24 @@ def plot_histories(histories: Mapping[str, pd.DataFrame], out_dir: str | Path) -
         plt.close(fig)
         written[name] = path
     return written
+
+
+def plot_length_histogram(lengths: Mapping[str, list[int]], max_length: int, path: str | Path) -> Path:
+    """Histogram of formatted example lengths (prompt + target tokens) per split, with the
+    truncation length marked."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for split, values in lengths.items():
+        if values:
+            ax.hist(values, bins=30, alpha=0.6, label=f"{split} (n={len(values)})")
+    ax.axvline(max_length, color="black", linestyle="--", label=f"max_length = {max_length}")
+    ax.set_xlabel("tokens per formatted example (prompt + target)")
+    ax.set_ylabel("examples")
+    ax.set_title("example lengths")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

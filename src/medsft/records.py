@@ -10,7 +10,7 @@ import hashlib
 import json
 import random
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,35 +80,41 @@ def read_records(path: str | Path, max_record_chars: int = 20000) -> ReadResult:
         raise FileNotFoundError(f"{path}: data file not found (data.path)")
     data = path.read_bytes()
     if path.suffix == ".json" and data.lstrip()[:1] == b"[":
-        items = json.loads(data.decode("utf-8"))
-        lines: Iterable[tuple[int, Any]] = ((i + 1, item) for i, item in enumerate(items))
-        parsed = True
-    else:
-        lines = ((i + 1, raw) for i, raw in enumerate(data.split(b"\n")))
-        parsed = False
+        try:
+            items = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a valid JSON array ({err})") from None
+        return validate_items(((i + 1, item) for i, item in enumerate(items)), max_record_chars, str(path))
+    return validate_items(_jsonl_lines(data), max_record_chars, str(path))
 
+
+def _jsonl_lines(data: bytes) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object or a Reject) for each non-blank line."""
+    for i, raw in enumerate(data.split(b"\n")):
+        raw_bytes = raw.rstrip(b"\r")
+        if not raw_bytes.strip():
+            continue
+        try:
+            text = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield i + 1, Reject(i + 1, None, f"invalid UTF-8 at byte {err.start}", raw_bytes.decode("utf-8", "replace"))
+            continue
+        try:
+            yield i + 1, json.loads(text)
+        except json.JSONDecodeError as err:
+            yield i + 1, Reject(i + 1, None, f"invalid JSON: {err.msg} at column {err.colno}", text)
+
+
+def validate_items(items: Iterable[tuple[int, Any]], max_record_chars: int, source: str) -> ReadResult:
+    """Validate (line, object) pairs: each object is accepted unchanged or rejected with why."""
     accepted: list[dict[str, Any]] = []
     rejects: list[Reject] = []
     seen: dict[str, int] = {}
-    for lineno, item in lines:
-        if parsed:
-            obj, raw_text = item, json.dumps(item, ensure_ascii=False)
-        else:
-            raw_bytes: bytes = item.rstrip(b"\r")
-            if not raw_bytes.strip():
-                continue
-            try:
-                raw_text = raw_bytes.decode("utf-8")
-            except UnicodeDecodeError as err:
-                rejects.append(
-                    Reject(lineno, None, f"invalid UTF-8 at byte {err.start}", raw_bytes.decode("utf-8", "replace"))
-                )
-                continue
-            try:
-                obj = json.loads(raw_text)
-            except json.JSONDecodeError as err:
-                rejects.append(Reject(lineno, None, f"invalid JSON: {err.msg} at column {err.colno}", raw_text))
-                continue
+    for lineno, obj in items:
+        if isinstance(obj, Reject):
+            rejects.append(obj)
+            continue
+        raw_text = json.dumps(obj, ensure_ascii=False)
         problem = validate_record(obj, max_record_chars)
         if problem is not None:
             rejects.append(Reject(lineno, problem[0], problem[1], raw_text))
@@ -119,7 +125,37 @@ def read_records(path: str | Path, max_record_chars: int = 20000) -> ReadResult:
             continue
         seen[key] = lineno
         accepted.append(obj)
-    return ReadResult(accepted, rejects, str(path))
+    return ReadResult(accepted, rejects, source)
+
+
+def load_source(
+    source: str, path: str, dataset_id: str | None, dataset_split: str, max_record_chars: int
+) -> ReadResult:
+    """Records from ``data.source``: a local file, a Hugging Face or a ModelScope dataset id.
+
+    Hub records are validated like file lines; their "line" is the row number in the split.
+    """
+    if source == "local":
+        return read_records(path, max_record_chars)
+    if not dataset_id:
+        raise ValueError(f"data.source={source} needs data.dataset_id (e.g. krisfu/delicate_medical_r1_data)")
+    if source == "huggingface":
+        from datasets import load_dataset
+
+        rows = load_dataset(dataset_id, split=dataset_split)
+    elif source == "modelscope":
+        try:
+            from modelscope.msdatasets import MsDataset
+        except ImportError as err:
+            raise ImportError(
+                "data.source=modelscope needs the optional extra 'modelscope': pip install -e '.[modelscope]'"
+            ) from err
+        rows = MsDataset.load(dataset_id, split=dataset_split)
+    else:
+        raise ValueError(f"data.source: unknown source {source!r} (local | huggingface | modelscope)")
+    return validate_items(
+        ((i + 1, dict(row)) for i, row in enumerate(rows)), max_record_chars, f"{source}:{dataset_id}[{dataset_split}]"
+    )
 
 
 def stable_bucket(question: str) -> float:

@@ -12,7 +12,7 @@ from medsft import analysis
 from medsft.claims import audit, load_claims, warmup_cutoff
 from medsft.compare import config_differences
 from medsft.io import atomic_write_text
-from medsft.plots import plot_histories
+from medsft.plots import plot_histories, plot_length_histogram
 from medsft.report_text import TEXT
 from medsft.runs import RunFiles
 
@@ -27,7 +27,8 @@ class ReportInputs:
     plateau_tolerance: float = 0.01
     claims_path: str | None = None
     profile_training: Mapping[str, Any] | None = None
-    data_stats: Mapping[str, Any] | None = None
+    data_stats: Mapping[str, Any] | None = None  # prepare's stats.json
+    augment_stats: Mapping[str, Any] = field(default_factory=dict)  # variant -> augment's stats.json
     tracking_logdir: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -84,6 +85,7 @@ def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     figures = plot_histories({n: r.history for n, r in runs.items()}, out / "figures")
     parts = [f"# {t['title']}", t["generated"], t["rounding"]]
     parts += _overview(inputs, t)
+    parts += _data(inputs, t, out / "figures")
     parts += _phases(inputs, t)
     parts += _learning_rate(inputs, t, figures)
     parts += _gradients(inputs, t)
@@ -126,8 +128,6 @@ def _overview(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
             ]
         )
     parts.append(md_table([t["run"], t["source"], t["steps"], t["wall"], t["tps"], t["hardware"]], rows))
-    if inputs.data_stats:
-        parts.append(f"{t['data']}: " + ", ".join(f"{k} {v}" for k, v in inputs.data_stats.items()))
     if inputs.tracking_logdir:
         parts.append(t["tracking"].format(logdir=inputs.tracking_logdir))
     configs = {n: r.config for n, r in inputs.runs.items() if r.config}
@@ -143,6 +143,100 @@ def _overview(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
             rows = [[f"`{row['key']}`", *(fmt(row[n]) for n in configs)] for _, row in diff.iterrows()]
             parts.append(md_table(["key", *configs], rows))
     return parts
+
+
+def _data(inputs: ReportInputs, t: dict[str, str], figures: Path) -> list[str]:
+    stats = inputs.data_stats
+    if not stats:
+        return []
+    parts = [f"## {t['data']}"]
+    reasons = ", ".join(f"{k}: {v}" for k, v in stats.get("rejected_by_reason", {}).items()) or "—"
+    splits = stats["splits"]
+    counts = ", ".join(f"{name} {s['records']}" for name, s in splits.items())
+    parts.append(
+        t["data_counts"].format(
+            source=stats["source"],
+            accepted=stats["accepted"],
+            rejected=stats["rejected"],
+            reasons=reasons,
+            splits=counts,
+            method=stats["split"]["method"],
+            seed=stats["split"]["seed"],
+        )
+    )
+    rows = []
+    for name, s in splits.items():
+        for field_name, f in s["fields"].items():
+            rows.append(
+                [name, field_name, fmt(f["sum"]), fmt(f["min"]), fmt(f["median"], 1), fmt(f["p95"], 1), fmt(f["max"])]
+            )
+        for part in ("prompt", "target", "total"):
+            f = s["formatted"][part]
+            rows.append(
+                [
+                    name,
+                    f"formatted {part}",
+                    fmt(f["sum"]),
+                    fmt(f["min"]),
+                    fmt(f["median"], 1),
+                    fmt(f["p95"], 1),
+                    fmt(f["max"]),
+                ]
+            )
+    parts.append(md_table([t["split"], t["field"], "sum", "min", "median", "p95", "max"], rows))
+    rows = [
+        [
+            name,
+            fmt(s["max_length"]),
+            f"{s['truncated_examples']} / {s['records']}",
+            pct(s["target_tokens_lost_fraction"]).lstrip("↑"),
+        ]
+        for name, s in splits.items()
+    ]
+    parts.append(md_table([t["split"], "max_length", t["truncated"], t["lost"]], rows))
+    parts.append(t["data_def"])
+    lengths = {name: s.get("total_lengths", []) for name, s in splits.items()}
+    if any(lengths.values()):
+        path = plot_length_histogram(lengths, next(iter(splits.values()))["max_length"], figures / "lengths.png")
+        parts.append(f"![lengths](figures/{path.name})")
+    if inputs.augment_stats:
+        rows = []
+        for variant, a in inputs.augment_stats.items():
+            ki, tm = a["knowledge_injection"], a["term_masking"]
+            per_epoch = "; ".join(
+                f"e{e['epoch']}: {e['records_masked']} ({_counts(e['masks_by_type'])})" for e in tm["epochs"]
+            )
+            rows.append(
+                [
+                    variant,
+                    fmt(a["records"]),
+                    "on" if ki["enabled"] else "off",
+                    fmt(ki["records_touched"]),
+                    fmt(ki["terms_injected"]),
+                    f"{tm['probability']:.0%} · {tm['field']}",
+                    per_epoch,
+                ]
+            )
+        parts.append(
+            md_table(
+                [
+                    t["run"],
+                    t["records"],
+                    t["injection"],
+                    t["touched"],
+                    t["injected"],
+                    t["masking"],
+                    t["masked_per_epoch"],
+                ],
+                rows,
+            )
+        )
+        parts.append(t["augment_def"])
+    return parts
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}×{v}" for k, v in counts.items()) or "—"
 
 
 def _phases(inputs: ReportInputs, t: dict[str, str]) -> list[str]:

@@ -32,6 +32,36 @@ def encode_dataset(records: list[dict[str, Any]], tokenizer, cfg: DictConfig):
     return Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.labels})
 
 
+class EpochAugmentedDataset(torch.utils.data.Dataset):
+    """Training examples that apply the variant's term masking of the current epoch.
+
+    :class:`EpochCallback` moves ``epoch`` forward; with the same seeds the masks equal
+    those the augment stage counted.
+    """
+
+    def __init__(self, records: list[dict[str, Any]], tokenizer, cfg: DictConfig, variant: str) -> None:
+        from medsft.augmentation import load_lexicon
+
+        self.records, self.tokenizer, self.cfg = records, tokenizer, cfg
+        self.settings = OmegaConf.to_container(cfg.variants[variant].augment, resolve=True)
+        self.lexicon = load_lexicon(cfg.augment.lexicon)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, list[int]]:
+        from medsft.augmentation import augment_for_epoch
+        from medsft.formatting import encode_records
+
+        record, _ = augment_for_epoch(
+            self.records[index], self.settings, self.lexicon, self.cfg.augment.seed, self.epoch
+        )
+        fmt = self.cfg.format
+        enc = encode_records([record], self.tokenizer, fmt.system_prompt, fmt.target_style, self.cfg.model.max_length)
+        return enc.rows()[0]
+
+
 def last_checkpoint(checkpoint_dir: Path) -> str | None:
     """The newest ``checkpoint-N`` folder that holds a complete trainer state, if any."""
     if not checkpoint_dir.is_dir():
@@ -99,7 +129,7 @@ def train_variant(
     """
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
-    from medsft.callbacks import HistoryCallback, NonFiniteLossCallback, SwanLabCallback
+    from medsft.callbacks import EpochCallback, HistoryCallback, NonFiniteLossCallback, SwanLabCallback
     from medsft.modeling import add_lora, load_model_and_tokenizer, parameter_counts
 
     out = Path(out_dir)
@@ -129,11 +159,18 @@ def train_variant(
         "%s: %s trainable of %s parameters", variant, f"{counts['trainable_params']:,}", f"{counts['total_params']:,}"
     )
 
-    train_ds = encode_dataset(train_records, tokenizer, cfg)
+    masking = cfg.variants[variant].augment.term_masking.probability > 0
+    train_ds = (
+        EpochAugmentedDataset(train_records, tokenizer, cfg, variant)
+        if masking
+        else encode_dataset(train_records, tokenizer, cfg)
+    )
     val_ds = encode_dataset(val_records, tokenizer, cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
     callbacks = [HistoryCallback(out / "history.csv", out / "trainer_state.json"), NonFiniteLossCallback()]
+    if masking:
+        callbacks.append(EpochCallback(train_ds))
     if cfg.tracking.mode != "disabled":
         full_config = OmegaConf.to_container(cfg, resolve=True)
         full_config["variant"] = variant

@@ -1,0 +1,77 @@
+"""The prepare stage standalone: reference records, bad records, determinism."""
+
+import json
+
+import pytest
+
+from stages.prepare import main
+from tests.test_records import GOOD
+
+
+def run_prepare(tmp_path, data, *extra, out="out"):
+    out_dir = tmp_path / out
+    code = main([f"data.path={data}", f"prepare.out_dir={out_dir}", *extra])
+    return code, out_dir
+
+
+def test_reference_records_all_accepted_with_real_token_sums(reference, tmp_path):
+    code, out = run_prepare(tmp_path, reference / "delicate_medical_r1_val241.jsonl")
+    assert code == 0
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["accepted"], stats["rejected"]) == (241, 0)
+    sums = {
+        f: sum(stats["splits"][s]["fields"][f]["sum"] for s in ("train", "val"))
+        for f in ("question", "think", "answer")
+    }
+    assert sums == {"question": 8730, "think": 136827, "answer": 36523}
+    assert (out / "rejects.jsonl").read_text() == ""
+
+
+def test_bad_records_are_kept_with_reasons_and_the_threshold_fails(tmp_path, capsys):
+    lines = [json.dumps(r, ensure_ascii=False).encode() for r in GOOD]
+    lines += [
+        b"{oops",
+        json.dumps({"question": "q", "think": "t"}).encode(),
+        b'{"question": "\xff", "think": "t", "answer": "a"}',
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    code, out = run_prepare(tmp_path, path, "data.max_reject_fraction=0.5")
+    assert code == 0
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["field"]) for r in rejects] == [(21, None), (22, "answer"), (23, None)]
+    kept = [json.loads(line) for f in ("train", "val") for line in (out / f"{f}.jsonl").read_text().splitlines()]
+    assert sorted(map(json.dumps, kept)) == sorted(map(json.dumps, GOOD))
+
+    code, out = run_prepare(tmp_path, path, "data.max_reject_fraction=0.1", out="strict")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "3 of 23 records rejected" in err and str(out / "rejects.jsonl") in err
+
+
+def test_same_seed_same_bytes_other_seed_other_split(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in GOOD * 1), encoding="utf-8")
+    outs = [run_prepare(tmp_path, path, "split.val_fraction=0.3", out=f"o{i}")[1] for i in range(2)]
+    for name in ("train.jsonl", "val.jsonl", "stats.json", "rejects.jsonl"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    _, other = run_prepare(tmp_path, path, "split.val_fraction=0.3", "split.seed=7", out="o7")
+    assert (other / "val.jsonl").read_bytes() != (outs[0] / "val.jsonl").read_bytes()
+
+
+def test_unknown_source_and_missing_dataset_id_are_clear(tmp_path):
+    with pytest.raises(SystemExit):
+        main(["data.source=s3"])
+    with pytest.raises(ValueError, match="needs data.dataset_id"):
+        main(["data.source=huggingface", f"prepare.out_dir={tmp_path}"])
+
+
+def test_modelscope_source_names_the_missing_extra(tmp_path, monkeypatch):
+    import sys
+
+    from medsft.records import load_source
+
+    monkeypatch.setitem(sys.modules, "modelscope", None)
+    monkeypatch.setitem(sys.modules, "modelscope.msdatasets", None)
+    with pytest.raises(ImportError, match=r"optional extra 'modelscope'"):
+        load_source("modelscope", "unused", "krisfu/delicate_medical_r1_data", "train", 20000)
