@@ -119,6 +119,9 @@ class AugmentConfig:
 
 @dataclass
 class EvaluateConfig:
+    probes: str | None = "conf/probes.yaml"
+    # A generated term is rare when fewer training records than this contain it.
+    rare_term_threshold: int = 3
     num_generations: int = 4
     max_new_tokens: int = 48
     do_sample: bool = False

@@ -61,11 +61,13 @@ def generate_answers(
     temperature: float = 0.7,
     top_p: float = 0.95,
     seed: int = 42,
+    token_counts: list[int] | None = None,
 ) -> list[str]:
     """Generate replies in left-padded batches, stopping at ``<|im_end|>``.
 
     Greedy by default (reproducible); with ``do_sample`` the sampling is seeded.
-    Returns the decoded text after the prompt, special tokens kept up to the stop token.
+    Returns the decoded text after the prompt, special tokens kept up to the stop token;
+    the number of tokens generated for each reply is appended to ``token_counts`` if given.
     """
     device = next(model.parameters()).device
     stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -96,5 +98,7 @@ def generate_answers(
         for row in out[:, width:].tolist():
             if stop_id in row:
                 row = row[: row.index(stop_id)]
+            if token_counts is not None:
+                token_counts.append(len(row))
             outputs.append(tokenizer.decode(row, skip_special_tokens=False))
     return outputs

@@ -344,28 +344,42 @@ def _comparison(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
     return parts
 
 
+EVAL_COLUMNS = {
+    "eval_loss": ("eval loss", 4),
+    "perplexity": ("perplexity", 2),
+    "think_format_validity": ("think format", 3),
+    "rouge_l_f1": ("ROUGE-L F1", 3),
+    "bleu": ("BLEU", 3),
+    "term_recall": ("term recall", 3),
+    "mechanism_mention_rate": ("mechanism mentions", 3),
+    "rare_term_rate": ("rare-term rate", 3),
+}
+
+
 def _evaluation(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
     evaluated = {n: r for n, r in inputs.runs.items() if r.eval_metrics}
     if not evaluated:
         return []
     parts = [f"## {t['eval']}"]
-    rows = [
-        [
-            n,
-            fmt(r.eval_metrics.get("eval_loss")),
-            fmt(r.eval_metrics.get("perplexity"), 2),
-            fmt(r.eval_metrics.get("eval_target_tokens")),
-        ]
-        for n, r in evaluated.items()
-    ]
-    parts.append(md_table([t["run"], "eval loss", "perplexity", "target tokens"], rows))
-    parts.append(t["eval_def"])
+    rows = [[n, *(fmt(r.eval_metrics.get(k), d) for k, (_, d) in EVAL_COLUMNS.items())] for n, r in evaluated.items()]
+    parts.append(md_table([t["run"], *(label for label, _ in EVAL_COLUMNS.values())], rows))
+    first = next(iter(evaluated.values())).eval_metrics
+    parts.append(t["eval_def"].format(n=first.get("num_generations", "—"), decoding=first.get("decoding", "greedy")))
+    with_probes = {n: r for n, r in evaluated.items() if r.probes}
+    if with_probes:
+        parts.append(f"### {t['probes']}")
+        parts.append(t["probes_def"])
+        for i, probe in enumerate(next(iter(with_probes.values())).probes):
+            parts.append(f"**{probe['id']}**: {probe['question']}")
+            rows = [
+                [n, _clip(r.probes[i]["output"], 300) if i < len(r.probes) else "—"] for n, r in with_probes.items()
+            ]
+            parts.append(md_table([t["run"], t["output"]], rows))
     with_gen = {n: r for n, r in evaluated.items() if r.generations}
     if with_gen:
         parts.append(f"### {t['generations']}")
         parts.append(t["gen_def"])
-        first = next(iter(with_gen.values())).generations
-        for i, item in enumerate(first[:3]):
+        for i, item in enumerate(next(iter(with_gen.values())).generations[:2]):
             parts.append(f"**{t['question']} {i + 1}**: {item['question']}")
             rows = [
                 [n, _clip(r.generations[i]["output"]) if i < len(r.generations) else "—"] for n, r in with_gen.items()

@@ -27,6 +27,7 @@ class RunFiles:
     train_metrics: dict[str, Any] = field(default_factory=dict)
     eval_metrics: dict[str, Any] = field(default_factory=dict)
     generations: list[dict[str, Any]] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
     config_path: str | None = None
 
 
@@ -42,7 +43,7 @@ def read_json(path: str | Path) -> dict[str, Any]:
 def load_dag_run(name: str, config: dict[str, Any]) -> RunFiles:
     """A variant trained by this pipeline: ``runs/<name>/train`` and ``runs/<name>/eval``."""
     hist_path = train_dir(name) / "history.csv"
-    gens = eval_dir(name) / "generations.jsonl"
+    gens, probes = eval_dir(name) / "generations.jsonl", eval_dir(name) / "probes.jsonl"
     return RunFiles(
         name=name,
         history=load_history(hist_path),
@@ -51,6 +52,7 @@ def load_dag_run(name: str, config: dict[str, Any]) -> RunFiles:
         train_metrics=read_json(train_dir(name) / "metrics.json"),
         eval_metrics=read_json(eval_dir(name) / "metrics.json"),
         generations=read_jsonl(gens) if gens.exists() else [],
+        probes=read_jsonl(probes) if probes.exists() else [],
         config_path="params.yaml",
     )
 
