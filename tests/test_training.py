@@ -43,7 +43,12 @@ def trained_v2(tmp_path_factory):
 def test_outputs_history_and_metrics(trained_v2):
     _, out, metrics = trained_v2
     hist = pd.read_csv(out / "history.csv")
-    assert tuple(hist.columns) == HISTORY_COLUMNS
+    assert tuple(hist.columns) == (*HISTORY_COLUMNS, "grad_norm_lora", "grad_norm_modules_to_save")
+    # The groups split the global pre-clipping norm: lora² + modules_to_save² = global².
+    train_rows = hist.dropna(subset=["grad_norm"])
+    recombined = (train_rows["grad_norm_lora"] ** 2 + train_rows["grad_norm_modules_to_save"] ** 2) ** 0.5
+    assert recombined.tolist() == pytest.approx(train_rows["grad_norm"].tolist(), rel=1e-4)
+    assert (train_rows["grad_norm_modules_to_save"] > 0).all()
     assert hist["step"].tolist() == [1, 2, 3, 4]
     assert hist["eval_loss"].notna().tolist() == [False, True, False, True]
     assert hist[["loss", "grad_norm", "learning_rate"]].notna().all().all()

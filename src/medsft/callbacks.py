@@ -33,6 +33,48 @@ class HistoryCallback(TrainerCallback):
         write_trainer_state(self.state_path, state)
 
 
+def parameter_group(name: str) -> str:
+    """``lora`` for LoRA matrices, ``modules_to_save`` for fully trained layers, else ``other``."""
+    if "lora_" in name:
+        return "lora"
+    if "modules_to_save" in name:
+        return "modules_to_save"
+    return "other"
+
+
+class GradGroupNormCallback(TrainerCallback):
+    """Add the gradient norm of each parameter group (LoRA matrices, modules_to_save layers)
+    to every logged training entry, beside the global norm, as ``grad_norm_<group>``.
+
+    The Trainer clips before the optimizer step and logs the norm from before clipping.
+    Clipping scales every gradient by one factor, so the group norms measured here (after
+    clipping) are rescaled by logged norm / measured global norm to be pre-clipping too.
+    Must run before :class:`HistoryCallback`.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs) -> None:
+        squares: dict[str, float] = {}
+        for name, param in model.named_parameters():
+            if param.grad is not None:
+                group = parameter_group(name)
+                squares[group] = squares.get(group, 0.0) + float(param.grad.detach().float().pow(2).sum())
+        self.last = {g: math.sqrt(v) for g, v in squares.items()}
+        self.last["_total"] = math.sqrt(sum(squares.values()))
+
+    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs) -> None:
+        if not logs or "grad_norm" not in logs or not self.last or not state.log_history:
+            return
+        total = self.last["_total"]
+        scale = float(logs["grad_norm"]) / total if total > 0 else 1.0
+        entry = state.log_history[-1]
+        for group, norm in self.last.items():
+            if group != "_total":
+                entry[f"grad_norm_{group}"] = norm * scale
+
+
 class EpochCallback(TrainerCallback):
     """Tell a dataset with per-epoch augmentation which epoch is starting (0-based)."""
 
@@ -76,11 +118,13 @@ class SwanLabCallback(TrainerCallback):
             return
         import swanlab
 
+        # The history entry holds what GradGroupNormCallback added to this log.
+        entry = {**logs, **(state.log_history[-1] if state.log_history else {})}
         values = {}
-        for key in HISTORY_COLUMNS:
-            if key != "step" and isinstance(logs.get(key), (int, float)):
+        for key, value in entry.items():
+            if (key in HISTORY_COLUMNS[1:] or key.startswith("grad_norm_")) and isinstance(value, (int, float)):
                 prefix = "eval" if key.startswith("eval_") else "train"
-                values[f"{prefix}/{key.removeprefix('eval_')}"] = logs[key]
+                values[f"{prefix}/{key.removeprefix('eval_')}"] = value
         if values:
             swanlab.log(values, step=state.global_step)
 

@@ -31,19 +31,22 @@ def history_rows(log_history: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if "loss" not in entry and "eval_loss" not in entry:
             continue
         row = rows.setdefault(int(entry["step"]), {"step": int(entry["step"])})
-        for key in HISTORY_COLUMNS[1:]:
-            if key in entry and entry[key] is not None:
-                row[key] = float(entry[key])
+        for key, value in entry.items():
+            if (key in HISTORY_COLUMNS[1:] or key.startswith("grad_norm_")) and value is not None:
+                row[key] = float(value)
     return [rows[s] for s in sorted(rows)]
 
 
 def write_history_csv(path: str | Path, log_history: Iterable[dict[str, Any]]) -> None:
-    """Write the history table as CSV (empty cells where a step has no such value)."""
+    """Write the history table as CSV (empty cells where a step has no such value), with a
+    ``grad_norm_<group>`` column per parameter group when the run logged them."""
+    rows = history_rows(log_history)
+    columns = [*HISTORY_COLUMNS, *sorted({k for r in rows for k in r if k.startswith("grad_norm_")})]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    for row in history_rows(log_history):
-        writer.writerow({k: _fmt(row.get(k)) for k in HISTORY_COLUMNS})
+    for row in rows:
+        writer.writerow({k: _fmt(row.get(k)) for k in columns})
     atomic_write_text(path, buf.getvalue())
 
 

@@ -25,6 +25,15 @@ KEYS = {
 }
 
 
+def _column(key: str) -> str | None:
+    """The history column of a SwanLab key (``train/grad_norm_lora`` → ``grad_norm_lora``)."""
+    if key in KEYS:
+        return KEYS[key]
+    if key.startswith("train/grad_norm_"):
+        return key.removeprefix("train/")
+    return None
+
+
 def is_swanlab_run(path: Path) -> bool:
     """A folder holding a ``*.swanlab`` file."""
     return path.is_dir() and any(path.glob("*.swanlab"))
@@ -49,9 +58,9 @@ def read_swanlab_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     for blob in reader:
         record = Record()
         record.ParseFromString(blob)
-        if not record.HasField("scalar") or record.scalar.key not in KEYS:
+        column = _column(record.scalar.key) if record.HasField("scalar") else None
+        if column is None:
             continue
-        column = KEYS[record.scalar.key]
         is_eval = column == "eval_loss"
         entry = entries.setdefault((record.scalar.step, is_eval), {"step": record.scalar.step})
         entry[column] = record.scalar.value.number

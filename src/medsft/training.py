@@ -129,7 +129,13 @@ def train_variant(
     """
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
 
-    from medsft.callbacks import EpochCallback, HistoryCallback, NonFiniteLossCallback, SwanLabCallback
+    from medsft.callbacks import (
+        EpochCallback,
+        GradGroupNormCallback,
+        HistoryCallback,
+        NonFiniteLossCallback,
+        SwanLabCallback,
+    )
     from medsft.modeling import add_lora, load_model_and_tokenizer, parameter_counts
 
     out = Path(out_dir)
@@ -142,6 +148,8 @@ def train_variant(
         logging_strategy="steps",
         report_to=[],
         include_num_input_tokens_seen="non_padding",
+        # Log a NaN/inf loss as it is (the Trainer would average it away) so the run stops on it.
+        logging_nan_inf_filter=False,
         remove_unused_columns=False,
     )
     fields.setdefault("save_total_limit", 2)
@@ -168,7 +176,11 @@ def train_variant(
     val_ds = encode_dataset(val_records, tokenizer, cfg)
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
 
-    callbacks = [HistoryCallback(out / "history.csv", out / "trainer_state.json"), NonFiniteLossCallback()]
+    callbacks = [
+        GradGroupNormCallback(),
+        HistoryCallback(out / "history.csv", out / "trainer_state.json"),
+        NonFiniteLossCallback(),
+    ]
     if masking:
         callbacks.append(EpochCallback(train_ds))
     if cfg.tracking.mode != "disabled":
@@ -192,10 +204,23 @@ def train_variant(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
+    augment = OmegaConf.to_container(cfg.variants[variant].augment)
     run_id = fingerprint(
-        fields, lora, OmegaConf.to_container(cfg.model), OmegaConf.to_container(cfg.format), train_records, val_records
+        fields,
+        lora,
+        augment,
+        OmegaConf.to_container(cfg.model),
+        OmegaConf.to_container(cfg.format),
+        cfg.augment.seed,
+        train_records,
+        val_records,
     )
-    reset_stale_checkpoints(out / "checkpoints", run_id)
+    with args.main_process_first(desc="checkpoints"):
+        if args.process_index == 0:
+            # Outputs of an earlier run must not outlive a failure of this one.
+            shutil.rmtree(out / "adapter", ignore_errors=True)
+            (out / "metrics.json").unlink(missing_ok=True)
+        reset_stale_checkpoints(out / "checkpoints", run_id)
     resume = last_checkpoint(out / "checkpoints")
     if resume:
         log.info("%s: resuming from %s", variant, resume)

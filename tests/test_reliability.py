@@ -1,0 +1,159 @@
+"""Resume after a kill, NaN guard, 4-bit on CPU, two processes with accelerate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+
+from medsft.callbacks import NonFiniteLossError
+from medsft.config import load_config
+from medsft.training import train_variant
+from tests.conftest import ROOT
+from tests.test_training import FAST, RECORDS
+
+SLOW = FAST + ["model.training.max_steps=8", "model.training.save_steps=2", "model.training.eval_steps=4"]
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from transformers import TrainerCallback
+    from medsft.config import load_config
+    from medsft import training
+    from tests.test_training import RECORDS
+
+    class Slow(TrainerCallback):  # leave time for the test to kill the process mid-run
+        def on_step_end(self, args, state, control, **kw):
+            time.sleep(float(sys.argv[2]))
+
+    original = training.train_variant
+    cfg = load_config(sys.argv[3:], path="params.yaml")
+    import transformers
+    init = transformers.Trainer.__init__
+    def patched(self, *a, **k):
+        k["callbacks"] = [*k.get("callbacks", []), Slow()]
+        init(self, *a, **k)
+    transformers.Trainer.__init__ = patched
+    original(cfg, "v1", RECORDS[:10], RECORDS[10:], sys.argv[1])
+    """
+)
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    full = train_variant(
+        load_config(SLOW, path=ROOT / "params.yaml"), "v1", RECORDS[:10], RECORDS[10:], tmp_path / "full"
+    )
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(out), "1.0", *SLOW],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.time() < deadline, "no checkpoint within the time limit"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "adapter").exists() and not (out / "metrics.json").exists()
+    assert len(pd.read_csv(out / "history.csv")) >= 4  # what was logged before the kill is kept
+
+    resumed = train_variant(load_config(SLOW, path=ROOT / "params.yaml"), "v1", RECORDS[:10], RECORDS[10:], out)
+    assert resumed["resumed_from"].endswith(("checkpoint-4", "checkpoint-6"))
+    for key in ("final_train_loss", "final_eval_loss", "steps"):
+        assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
+    pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), pd.read_csv(tmp_path / "full" / "history.csv"))
+
+
+def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, monkeypatch):
+    from medsft import modeling
+
+    original = modeling.add_lora
+
+    def poisoned(*args, **kwargs):
+        model = original(*args, **kwargs)
+        calls = {"n": 0}
+
+        def hook(module, inputs, output):
+            calls["n"] += 1
+            if module.training and calls["n"] >= 3:
+                output.loss = output.loss * float("nan")
+            return output
+
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(modeling, "add_lora", poisoned)
+    (tmp_path / "adapter").mkdir()  # a stale adapter from an earlier run
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3"):
+        train_variant(load_config(FAST, path=ROOT / "params.yaml"), "v1", RECORDS[:10], RECORDS[10:], tmp_path)
+    assert not (tmp_path / "adapter").exists() and not (tmp_path / "metrics.json").exists()
+
+
+def test_qlora_4bit_trains_on_cpu(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    quant = [
+        "+model.quantization.load_in_4bit=true",
+        "+model.quantization.bnb_4bit_quant_type=nf4",
+        "+model.quantization.bnb_4bit_use_double_quant=true",
+        "+model.quantization.bnb_4bit_compute_dtype=float32",
+    ]
+    cfg = load_config(FAST + [q.lstrip("+") for q in quant], path=ROOT / "params.yaml")
+    metrics = train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
+    assert metrics["steps"] == 4
+    from medsft.modeling import load_base_model
+
+    base = load_base_model(cfg.model)
+    assert getattr(base, "is_loaded_in_4bit", False)
+    assert any(type(m).__name__ == "Linear4bit" for m in base.modules())
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_two_processes_with_accelerate_write_one_history_and_one_adapter(tmp_path):
+    out = tmp_path / "ddp"
+    script = tmp_path / "run.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        from medsft.config import load_config
+        from medsft.training import train_variant
+        from tests.test_training import RECORDS
+        cfg = load_config({FAST!r}, path="params.yaml")
+        train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], {str(out)!r})
+    """)
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(script),
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    hist = pd.read_csv(out / "history.csv")
+    assert hist["step"].tolist() == [1, 2, 3, 4]  # one history: written by rank 0 only
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 4
+    assert sorted(p.name for p in (out / "adapter").iterdir()) == [
+        "README.md",
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
