@@ -82,5 +82,5 @@ def test_model_profile_settings_apply_on_top_of_every_variant(cfg):
             assert merged[key] == value
     # qwen3-1.7b runs the variants as written
     big = compose_conf(["model=qwen3-1.7b"])
-    assert OmegaConf.to_container(big.model.training) == {}
+    assert OmegaConf.to_container(big.model.training) == {"train_sampling_strategy": "group_by_length"}
     assert big.model.max_length == 2048
