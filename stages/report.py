@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         profile_training=profile,
         data_stats=data_stats,
         augment_stats=augment_stats,
+        sweep_dir=None if imported else f"sweeps/{cfg.sweep_name}",
         tracking_logdir=logdir,
         provenance={
             "git": provenance.git_state(),

@@ -52,7 +52,7 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_writes_the_report_and_is_then_up_to_date(repo):
     out = run(["dvc", "repro"], repo)
     variants = ("v1", "v2", "v3")
-    expected = {"prepare", "report"} | {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
+    expected = {"prepare", "sweep", "report"} | {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
     assert ran_stages(out) == expected
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     assert "final train loss" in report and "lora.lora_dropout" in report

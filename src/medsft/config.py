@@ -153,6 +153,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    sweep_name: str = "ci"
 
 
 def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FILE) -> DictConfig:

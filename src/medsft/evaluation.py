@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from medsft.formatting import IGNORE_INDEX, Encoded, prompt_text
@@ -102,3 +104,69 @@ def generate_answers(
                 token_counts.append(len(row))
             outputs.append(tokenizer.decode(row, skip_special_tokens=False))
     return outputs
+
+
+def evaluate_variant(cfg: DictConfig, variant: str, adapter_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+    """Evaluate a trained adapter and write ``metrics.json``, ``generations.jsonl`` and
+    ``probes.jsonl`` under ``out_dir``; return the metrics.
+
+    Eval loss on the validation split (token-weighted), answer-quality metrics of greedy (or
+    seeded sampled) replies to the first ``evaluate.num_generations`` validation questions,
+    and replies to the probe questions.
+    """
+    import yaml
+
+    from medsft.augmentation import load_lexicon
+    from medsft.config import training_arguments
+    from medsft.formatting import encode_records
+    from medsft.io import atomic_write_json
+    from medsft.metrics import score_replies, term_document_frequency
+    from medsft.modeling import load_adapter
+    from medsft.records import read_jsonl, write_jsonl
+
+    ev, fmt = cfg.evaluate, cfg.format
+    val = read_jsonl(Path(cfg.prepare.out_dir) / "val.jsonl")
+    train = read_jsonl(Path(cfg.prepare.out_dir) / "train.jsonl")
+    lexicon = load_lexicon(cfg.augment.lexicon)
+    batch_size = training_arguments(cfg, variant).get("per_device_eval_batch_size", 8)
+    model, tokenizer = load_adapter(cfg.model, str(adapter_dir))
+
+    encoded = encode_records(val, tokenizer, fmt.system_prompt, fmt.target_style, cfg.model.max_length)
+    metrics: dict[str, Any] = token_weighted_loss(model, encoded, batch_size, tokenizer.pad_token_id)
+
+    def generate(questions: list[str]) -> list[str]:
+        return generate_answers(
+            model,
+            tokenizer,
+            questions,
+            fmt.system_prompt,
+            batch_size,
+            ev.max_new_tokens,
+            ev.do_sample,
+            ev.temperature,
+            ev.top_p,
+        )
+
+    held_out = val[: ev.num_generations]
+    outputs = generate([r["question"] for r in held_out])
+    train_df = term_document_frequency((f"{r['think']}{r['answer']}" for r in train), lexicon)
+    items, summary = score_replies(outputs, [r["answer"] for r in held_out], lexicon, train_df, ev.rare_term_threshold)
+    out = Path(out_dir)
+    write_jsonl(
+        out / "generations.jsonl",
+        (
+            {"question": r["question"], "reference": r["answer"], "output": o, "scores": s}
+            for r, o, s in zip(held_out, outputs, items, strict=True)
+        ),
+    )
+    probes = []
+    if ev.probes:
+        with open(ev.probes, encoding="utf-8") as fh:
+            probes = yaml.safe_load(fh)["probes"]
+        answers = generate([p["question"] for p in probes])
+        probes = [{**p, "output": a} for p, a in zip(probes, answers, strict=True)]
+    write_jsonl(out / "probes.jsonl", probes)
+    metrics.update(summary)
+    metrics.update(num_generations=len(outputs), decoding="sampling" if ev.do_sample else "greedy")
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics

@@ -29,6 +29,7 @@ class ReportInputs:
     profile_training: Mapping[str, Any] | None = None
     data_stats: Mapping[str, Any] | None = None  # prepare's stats.json
     augment_stats: Mapping[str, Any] = field(default_factory=dict)  # variant -> augment's stats.json
+    sweep_dir: str | None = None  # a sweep folder holding summary.csv (and heatmap.png)
     tracking_logdir: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     parts.append(f"## {t['figures']}")
     parts.append(t["fig_def"])
     parts += [f"![{name}](figures/{path.name})" for name, path in figures.items()]
+    parts += _sweep(inputs, t, out / "figures")
     parts += _claims(inputs, t)
     parts += _reproducibility(inputs, t)
     report = out / "report.md"
@@ -386,6 +388,44 @@ def _evaluation(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
             ]
             rows.append([t["reference"], _clip(item["reference"], show_breaks=False)])
             parts.append(md_table([t["run"], t["output"]], rows))
+    return parts
+
+
+SWEEP_COLUMNS = (
+    "final_train_loss",
+    "final_eval_loss",
+    "generalization_gap",
+    "grad_norm_cv",
+    "rouge_l_f1",
+    "term_recall",
+    "wall_seconds",
+)
+
+
+def _sweep(inputs: ReportInputs, t: dict[str, str], figures: Path) -> list[str]:
+    if not inputs.sweep_dir or not (Path(inputs.sweep_dir) / "summary.csv").exists():
+        return []
+    import shutil
+
+    import pandas as pd
+
+    sweep_dir = Path(inputs.sweep_dir)
+    summary = pd.read_csv(sweep_dir / "summary.csv")
+    keys = [c for c in summary.columns if c.startswith("variant.")]
+    columns = ["rank", *keys, "status", *(c for c in SWEEP_COLUMNS if c in summary)]
+    rows = [
+        [v if isinstance(v, str) else fmt(v.item() if hasattr(v, "item") else v) for v in r]
+        for r in summary[columns].itertuples(index=False)
+    ]
+    parts = [
+        f"### {t['sweep']}",
+        t["sweep_def"].format(path=f"{sweep_dir}/summary.csv"),
+        md_table([c.removeprefix("variant.") for c in columns], rows),
+    ]
+    if (sweep_dir / "heatmap.png").exists():
+        figures.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sweep_dir / "heatmap.png", figures / "sweep_heatmap.png")
+        parts.append("![sweep heatmap](figures/sweep_heatmap.png)")
     return parts
 
 

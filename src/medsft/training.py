@@ -80,7 +80,8 @@ def reset_stale_checkpoints(checkpoint_dir: Path, run_id: str) -> None:
     """Delete checkpoints left by a run of another config or data, so only ours resume."""
     stamp = checkpoint_dir / "run_fingerprint.txt"
     if checkpoint_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != run_id):
-        log.info("%s: checkpoints are from another config or data; starting afresh", checkpoint_dir)
+        if any(checkpoint_dir.glob("checkpoint-*")):
+            log.info("%s: checkpoints are from another config or data; starting afresh", checkpoint_dir)
         shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     stamp.write_text(run_id + "\n")

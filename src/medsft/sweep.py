@@ -1,0 +1,189 @@
+"""Hydra multirun sweeps: one train + evaluate per grid point, and a summary that ranks them.
+
+Each job runs in its own folder ``sweeps/<name>/<overrides>/`` and writes its composed
+config, history, metrics and adapter there, plus ``status.json`` (complete or failed, with
+the error). A failing point is recorded and the sweep goes on. A rerun skips points already
+complete with the same config. When the multirun ends, :class:`SummaryCallback` writes
+``summary.csv``, ``summary.md`` and ``heatmap.png`` in the sweep folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from medsft import analysis
+from medsft.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+SWEEP_VARIANT = "sweep"
+STATUS = "status.json"
+
+
+def job_dirname(override_dirname: str) -> str:
+    """A grid point's folder name from its overrides, with path separators made safe."""
+    return override_dirname.replace("/", "%2F") or "default"
+
+
+def point_config(cfg: DictConfig) -> DictConfig:
+    """The pipeline config of one grid point: the swept ``variant`` as the only variant."""
+    from medsft.config import validate
+
+    raw = OmegaConf.to_container(cfg, resolve=True)
+    raw.pop("hydra", None)
+    variant = raw.pop("variant")
+    raw.pop("sweep_name", None)
+    raw["variants"] = {SWEEP_VARIANT: variant}
+    return validate(OmegaConf.create(raw), source="sweep point")
+
+
+def run_point(cfg: DictConfig, job_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """Train and evaluate one grid point in ``job_dir``; never raises (the error is recorded).
+
+    Returns the point's status record.
+    """
+    from medsft.evaluation import evaluate_variant
+    from medsft.records import read_jsonl
+    from medsft.training import fingerprint, train_variant
+
+    job_dir = Path(job_dir)
+    status_path = job_dir / STATUS
+    try:
+        point = point_config(cfg)
+        config_id = fingerprint(OmegaConf.to_container(point, resolve=True))
+        if status_path.exists():
+            previous = json.loads(status_path.read_text(encoding="utf-8"))
+            if previous.get("status") == "complete" and previous.get("config_id") == config_id:
+                log.info("%s: complete with this config, skipped", job_dir.name)
+                return previous
+        atomic_write_text(job_dir / "config.yaml", OmegaConf.to_yaml(point))
+        train = read_jsonl(Path(point.prepare.out_dir) / "train.jsonl")
+        val = read_jsonl(Path(point.prepare.out_dir) / "val.jsonl")
+        train_variant(point, SWEEP_VARIANT, train, val, job_dir / "train")
+        evaluate_variant(point, SWEEP_VARIANT, job_dir / "train" / "adapter", job_dir / "eval")
+        record = {"status": "complete", "config_id": config_id, "overrides": overrides}
+    except Exception as err:  # a failed point is a result of the sweep, not the end of it
+        log.error("%s failed: %s", job_dir.name, err)
+        record = {
+            "status": "failed",
+            "overrides": overrides,
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+        }
+    atomic_write_json(status_path, record)
+    return record
+
+
+def _override_values(overrides: list[str]) -> dict[str, str]:
+    pairs = (o.lstrip("+~").split("=", 1) for o in overrides if "=" in o)
+    return {k: v for k, v in pairs if k.startswith("variant.")}
+
+
+def summarize(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per grid point found in ``sweep_dir``: its swept values, status and results.
+
+    Completed points are ranked by final eval loss (lowest first); failed ones follow.
+    """
+    from medsft.history import load_history
+    from medsft.runs import read_json
+
+    rows = []
+    for status_file in sorted(Path(sweep_dir).glob(f"*/{STATUS}")):
+        job = status_file.parent
+        status = json.loads(status_file.read_text(encoding="utf-8"))
+        row: dict[str, Any] = {
+            "point": job.name,
+            **_override_values(status.get("overrides", [])),
+            "status": status["status"],
+            "error": status.get("error"),
+        }
+        if status["status"] == "complete":
+            train_m, eval_m = read_json(job / "train/metrics.json"), read_json(job / "eval/metrics.json")
+            history = load_history(job / "train/history.csv")
+            grad = analysis.spread(history)
+            row.update(
+                final_train_loss=train_m.get("final_train_loss"),
+                final_eval_loss=train_m.get("final_eval_loss"),
+                generalization_gap=analysis.generalization_gap(history),
+                grad_norm_cv=grad.cv if grad else None,
+                eval_loss_token_weighted=eval_m.get("eval_loss"),
+                rouge_l_f1=eval_m.get("rouge_l_f1"),
+                term_recall=eval_m.get("term_recall"),
+                mechanism_mention_rate=eval_m.get("mechanism_mention_rate"),
+                wall_seconds=train_m.get("wall_seconds"),
+            )
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["_failed"] = frame["status"] != "complete"
+    sort = ["_failed", "final_eval_loss"] if "final_eval_loss" in frame else ["_failed"]
+    frame = frame.sort_values(sort, na_position="last").drop(columns="_failed").reset_index(drop=True)
+    frame.insert(0, "rank", range(1, len(frame) + 1))
+    return frame
+
+
+def write_summary(sweep_dir: str | Path) -> pd.DataFrame:
+    """Write ``summary.csv``, ``summary.md`` and (two swept keys) ``heatmap.png``."""
+    from medsft.report import fmt, md_table
+
+    sweep_dir = Path(sweep_dir)
+    frame = summarize(sweep_dir)
+    if frame.empty:
+        return frame
+    atomic_write_text(sweep_dir / "summary.csv", frame.to_csv(index=False))
+    shown = frame.drop(columns=["point"])
+    rows = [[fmt(v) if not isinstance(v, str) else v for v in r] for r in shown.itertuples(index=False)]
+    text = (
+        f"# Sweep `{sweep_dir.name}`\n\nRanked by final eval loss (the last `eval_loss` logged in training); "
+        "failed points last, with their error. generalization_gap = final eval − final train loss; "
+        "grad_norm_cv = population std / mean of the logged grad norm.\n\n" + md_table(list(shown.columns), rows) + "\n"
+    )
+    atomic_write_text(sweep_dir / "summary.md", text)
+    keys = [c for c in frame.columns if c.startswith("variant.")]
+    done = frame[frame["status"] == "complete"]
+    if len(keys) == 2 and not done.empty:
+        plot_heatmap(done, keys[0], keys[1], "final_eval_loss", sweep_dir / "heatmap.png")
+    return frame
+
+
+def plot_heatmap(frame: pd.DataFrame, rows: str, cols: str, value: str, path: Path) -> Path:
+    """A heatmap of ``value`` over two swept keys, each cell annotated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = frame.pivot_table(index=rows, columns=cols, values=value, aggfunc="first")
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(table.columns), 1.4 + 0.8 * len(table.index)), dpi=110)
+    image = ax.imshow(table.values, cmap="viridis_r", aspect="auto")
+    ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns])
+    ax.set_yticks(range(len(table.index)), [str(i) for i in table.index])
+    ax.set_xlabel(cols.split(".")[-1])
+    ax.set_ylabel(rows.split(".")[-1])
+    for (i, j), v in pd.DataFrame(table.values).stack().items():
+        ax.text(j, i, f"{v:.4f}", ha="center", va="center", color="white")
+    fig.colorbar(image, ax=ax, label=value)
+    ax.set_title(f"{value} by {rows.split('.')[-1]} x {cols.split('.')[-1]}")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+class SummaryCallback(Callback):
+    """Hydra callback: write the sweep summary when the multirun ends; fail if a point failed."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        frame = write_summary(config.hydra.sweep.dir)
+        failed = frame[frame["status"] != "complete"] if not frame.empty else frame
+        log.info("sweep summary: %s (%d points, %d failed)", config.hydra.sweep.dir, len(frame), len(failed))
+        if len(failed):
+            raise SystemExit(f"{len(failed)} sweep point(s) failed; see {config.hydra.sweep.dir}/summary.md")
