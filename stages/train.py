@@ -13,8 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from medsft.cli import parse_args
+from medsft.export import model_card, write_model_card
 from medsft.paths import train_dir
 from medsft.records import read_jsonl
+from medsft.runs import read_json
 from medsft.training import train_variant
 
 
@@ -24,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
     train = read_jsonl(Path(cfg.augment.out_dir) / variant / "train.jsonl")
     val = read_jsonl(Path(cfg.prepare.out_dir) / "val.jsonl")
-    train_variant(cfg, variant, train, val, train_dir(variant))
+    metrics = train_variant(cfg, variant, train, val, train_dir(variant))
+    stats = read_json(Path(cfg.prepare.out_dir) / "stats.json")
+    write_model_card(train_dir(variant) / "adapter", model_card(variant, cfg, metrics, {}, stats))
     return 0
 
 

@@ -101,3 +101,20 @@ def test_masked_field_is_configurable(field):
     rec = {"question": "糖尿病多尿", "think": "t", "answer": "糖尿病多尿"}
     out, masks = augment_for_epoch(rec, {"term_masking": {**MASKING["term_masking"], "field": field}}, LEX, 1, 0)
     assert masks and out[field] != rec[field] and all(out[k] == rec[k] for k in rec if k != field)
+
+
+def test_augment_stage_is_byte_identical_for_a_seed_and_differs_for_another(tmp_path):
+    from stages.augment import main
+
+    prepared = tmp_path / "prep"
+    prepared.mkdir()
+    recs = [
+        {"question": f"第{i}例糖尿病多尿，高血压怎么办", "think": "t", "answer": "糖尿病需控制饮食"} for i in range(60)
+    ]
+    (prepared / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
+    common = [f"prepare.out_dir={prepared}", "variants.v3.augment.knowledge_injection=true"]
+    for name, seed in (("a", 42), ("b", 42), ("c", 7)):
+        assert main(["v3", *common, f"augment.out_dir={tmp_path / name}", f"augment.seed={seed}"]) == 0
+    read = {n: [(tmp_path / n / "v3" / f).read_bytes() for f in ("train.jsonl", "stats.json")] for n in "abc"}
+    assert read["a"] == read["b"]
+    assert read["a"][1] != read["c"][1]  # other masks under another seed

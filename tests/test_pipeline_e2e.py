@@ -72,3 +72,31 @@ def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
     assert "lora_dropout" in run(["dvc", "params", "diff"], repo)
     assert "final_train_loss" in run(["dvc", "metrics", "show"], repo)
     run(["dvc", "plots", "show", "--json"], repo)
+
+
+def test_queued_experiments_run_and_are_listed(repo):
+    import time
+
+    out = run(["dvc", "exp", "run", "--queue", "-S", "variants.v2.lora.lora_dropout=0.15,0.25"], repo)
+    assert out.count("Queued experiment") == 2
+    # The workers it starts outlive the command: give them no pipe to hold open.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(
+        ["dvc", "queue", "start", "--jobs", "1"],
+        cwd=repo,
+        env=env,
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 900
+    while True:
+        status = run(["dvc", "queue", "status"], repo)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.time() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], repo)
+    assert "0.15" in shown and "0.25" in shown

@@ -16,6 +16,22 @@ def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
+def tiny_model_id(config: dict[str, Any], init_seed: int) -> str:
+    """A name for a seeded tiny model, fixed by its config and seed (adapters record it)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps([config, init_seed], sort_keys=True).encode()).hexdigest()[:12]
+    return f"medsft/tiny-qwen3-{digest}"
+
+
+def base_model_id(model_cfg: DictConfig) -> str:
+    """What an adapter trained on this profile records as its base model."""
+    if model_cfg.pretrained_model_name_or_path is not None:
+        return model_cfg.pretrained_model_name_or_path
+    return tiny_model_id(_container(model_cfg.config), model_cfg.init_seed)
+
+
 def build_tiny_qwen3(config: dict[str, Any], init_seed: int) -> PreTrainedModel:
     """``Qwen3ForCausalLM`` from a small config with a seeded init (same seed, same weights)."""
     from transformers import Qwen3Config, Qwen3ForCausalLM
@@ -27,6 +43,7 @@ def build_tiny_qwen3(config: dict[str, Any], init_seed: int) -> PreTrainedModel:
         model = Qwen3ForCausalLM(Qwen3Config(**fields))
     finally:
         torch.random.set_rng_state(generator_state)
+    model.config._name_or_path = tiny_model_id(config, init_seed)
     return model
 
 
@@ -44,6 +61,16 @@ def quantization_config(model_cfg: DictConfig) -> Any:
     return BitsAndBytesConfig(**fields)
 
 
+def default_device_map() -> dict[str, int] | None:
+    """The whole model on this process's GPU (``LOCAL_RANK`` under accelerate/torchrun), or
+    ``None`` on a machine without CUDA. 4-bit weights must be placed at load time."""
+    if not torch.cuda.is_available():
+        return None
+    import os
+
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
 def load_base_model(model_cfg: DictConfig, device_map: Any = None) -> PreTrainedModel:
     """The profile's base model: a hub id or local directory, or the seeded tiny Qwen3.
 
@@ -52,16 +79,20 @@ def load_base_model(model_cfg: DictConfig, device_map: Any = None) -> PreTrained
     """
     dtype = getattr(torch, model_cfg.dtype)
     quant = quantization_config(model_cfg)
+    device_map = device_map if device_map is not None else default_device_map()
     source = model_cfg.pretrained_model_name_or_path
     if source is None:
         model = build_tiny_qwen3(_container(model_cfg.config), model_cfg.init_seed)
         if quant is None:
-            return model.to(dtype)
+            model = model.to(dtype)
+            return model.to(f"cuda:{device_map['']}") if device_map else model
         with tempfile.TemporaryDirectory(prefix="tiny-qwen3-") as tmp:
             model.save_pretrained(tmp)
-            return AutoModelForCausalLM.from_pretrained(
+            quantized = AutoModelForCausalLM.from_pretrained(
                 tmp, dtype=dtype, quantization_config=quant, device_map=device_map
             )
+        quantized.config._name_or_path = model.config._name_or_path
+        return quantized
     return AutoModelForCausalLM.from_pretrained(
         source,
         dtype=dtype,

@@ -1,0 +1,131 @@
+"""Chat with an adapter, the merged export, the model card, and the errors users meet."""
+
+import io
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from medsft.chat import EMPTY_THINK, ChatSession, chat_prompt
+from medsft.config import load_config
+from medsft.export import INTENDED_USE, merge_adapter
+from medsft.modeling import load_adapter
+from medsft.tokenizer import build_offline_qwen3_tokenizer
+from medsft.training import train_variant
+from stages.chat import main as chat_main
+from tests.conftest import ROOT
+from tests.test_training import FAST, RECORDS
+
+SYSTEM = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    out = tmp_path_factory.mktemp("v2")
+    cfg = load_config(FAST, path=ROOT / "params.yaml")
+    train_variant(cfg, "v2", RECORDS[:10], RECORDS[10:], out)
+    return cfg, out / "adapter"
+
+
+def test_prompt_layout_with_history_and_non_thinking_mode():
+    prompt = chat_prompt(SYSTEM, [("问1", "答1")], "问2", think=False)
+    assert prompt == (
+        f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n问1<|im_end|>\n<|im_start|>assistant\n答1<|im_end|>\n"
+        f"<|im_start|>user\n问2<|im_end|>\n<|im_start|>assistant\n{EMPTY_THINK}"
+    )
+
+
+class ScriptedModel(torch.nn.Module):
+    """Stands in for a model: "generates" fixed tokens after the prompt."""
+
+    def __init__(self, reply_ids):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.reply_ids = reply_ids
+        self.prompts = []
+
+    def generate(self, input_ids, **kwargs):
+        self.prompts.append(input_ids)
+        assert kwargs["eos_token_id"] == 151645
+        return torch.cat([input_ids, torch.tensor([self.reply_ids])], dim=1)
+
+
+def test_reply_is_split_into_reasoning_and_answer_and_stops_at_im_end():
+    tok = build_offline_qwen3_tokenizer()
+    ids = tok("<think>\n先考虑血糖\n</think>\n\n建议复查糖化血红蛋白<|im_end|>之后的内容", add_special_tokens=False)[
+        "input_ids"
+    ]
+    model = ScriptedModel(ids)
+    session = ChatSession(model, tok, SYSTEM, generation={"max_new_tokens": 8, "do_sample": False})
+    reasoning, answer = session.ask("我血糖高怎么办？")
+    assert (reasoning, answer) == ("先考虑血糖", "建议复查糖化血红蛋白")
+    session.ask("还需要注意什么？")
+    second = tok.decode(model.prompts[1][0])
+    assert "<|im_start|>assistant\n建议复查糖化血红蛋白<|im_end|>" in second  # history keeps the answer only
+    assert "先考虑血糖" not in second
+
+
+def test_interactive_session_answers_each_turn(adapter):
+    cfg, path = adapter
+    stdout = io.StringIO()
+    code = chat_main(
+        [
+            "--variant",
+            "v2",
+            "--adapter",
+            str(path),
+            "--interactive",
+            "--greedy",
+            "--max-new-tokens",
+            "4",
+            "第一个问题",
+            "tracking.mode=disabled",
+        ],
+        stdin=io.StringIO("第二个问题\n第三个问题\n/exit\n"),
+        stdout=stdout,
+    )
+    assert code == 0
+    assert stdout.getvalue().count("[回答]") == 3 and stdout.getvalue().count("[思考]") == 3
+
+
+def test_chat_errors_name_what_was_expected(adapter, tmp_path, capsys):
+    _, path = adapter
+    assert chat_main(["--variant", "v9", "问题"]) == 2
+    assert "unknown variant 'v9'" in capsys.readouterr().err
+    assert chat_main(["--variant", "v2", "--adapter", str(tmp_path / "none"), "问题"]) == 2
+    assert "no trained adapter for variant 'v2'" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(path, other)
+    conf = json.loads((other / "adapter_config.json").read_text())
+    conf["base_model_name_or_path"] = "Qwen/Qwen3-8B"
+    (other / "adapter_config.json").write_text(json.dumps(conf))
+    assert chat_main(["--variant", "v2", "--adapter", str(other), "问题"]) == 2
+    err = capsys.readouterr().err
+    assert "trained on 'Qwen/Qwen3-8B'" in err and "medsft/tiny-qwen3-" in err
+
+
+def test_merged_export_reloads_without_peft_with_the_same_logits(adapter, tmp_path):
+    cfg, path = adapter
+    out = merge_adapter(cfg, path, tmp_path / "merged")
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    assert not any(p.suffix in (".bin", ".pt") for p in out.iterdir())
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    assert merged.config.tie_word_embeddings is False  # the two trained copies both survive
+    with_adapter, tok = load_adapter(cfg.model, str(path))
+    ids = torch.tensor([tok("糖尿病的诊断标准是什么？", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        assert torch.allclose(merged(input_ids=ids).logits, with_adapter(input_ids=ids).logits, atol=1e-4)
+
+
+def test_export_stage_writes_a_model_card(adapter, tmp_path, monkeypatch):
+
+    from stages import export
+
+    cfg, path = adapter
+    monkeypatch.setattr(export, "train_dir", lambda v: path.parent)
+    assert export.main(["v2", f"export_dir={tmp_path / 'exp'}", "tracking.mode=disabled"]) == 0
+    card = (tmp_path / "exp" / "README.md").read_text()
+    assert INTENDED_USE in card and "lora_dropout" in card and "AutoModelForCausalLM.from_pretrained" in card
+    assert "final_eval_loss" in card
