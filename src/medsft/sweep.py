@@ -169,9 +169,12 @@ def plot_heatmap(frame: pd.DataFrame, rows: str, cols: str, value: str, path: Pa
     ax.set_xlabel(cols.split(".")[-1])
     ax.set_ylabel(rows.split(".")[-1])
     for (i, j), v in pd.DataFrame(table.values).stack().items():
-        ax.text(j, i, f"{v:.4f}", ha="center", va="center", color="white")
-    fig.colorbar(image, ax=ax, label=value)
-    ax.set_title(f"{value} by {rows.split('.')[-1]} x {cols.split('.')[-1]}")
+        light = image.norm(v) < 0.5  # viridis_r is light at low values
+        ax.text(j, i, f"{v:.5f}", ha="center", va="center", color="black" if light else "white")
+    bar = fig.colorbar(image, ax=ax, label=value)
+    bar.formatter.set_useOffset(False)  # plain values, not an offset printed over the title
+    bar.update_ticks()
+    ax.set_title(value)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
