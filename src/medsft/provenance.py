@@ -46,10 +46,8 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def dvc_lock_hashes(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
-    """md5 of every dependency and output recorded in ``dvc.lock`` that is data (not code).
-
-    Returns path → md5 for files and folders outside ``src/`` and ``stages/``.
-    """
+    """md5 of the data files and folders recorded in ``dvc.lock`` (paths under ``data/``):
+    the raw records, the prepared splits and the augmented training sets."""
     path = Path(lock_path)
     if not path.exists():
         return {}
@@ -59,7 +57,7 @@ def dvc_lock_hashes(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
     for stage in (lock.get("stages") or {}).values():
         for entry in (stage.get("deps") or []) + (stage.get("outs") or []):
             name = entry.get("path", "")
-            if name.startswith(("src/", "stages/")) or "md5" not in entry:
+            if not name.startswith("data/") or "md5" not in entry:
                 continue
             hashes[name] = entry["md5"]
     return dict(sorted(hashes.items()))
