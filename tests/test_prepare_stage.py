@@ -66,7 +66,7 @@ def test_unknown_source_and_missing_dataset_id_are_clear(tmp_path):
         main(["data.source=huggingface", f"prepare.out_dir={tmp_path}"])
 
 
-def test_modelscope_source_names_the_missing_extra(tmp_path, monkeypatch):
+def test_modelscope_source_names_the_missing_extra(monkeypatch):
     import sys
 
     from medsft.records import load_source

@@ -62,7 +62,7 @@ def test_summary_has_one_row_per_point_equal_to_its_metrics(finished):
     assert (sweep_dir / "heatmap.png").stat().st_size > 1000 and (sweep_dir / "summary.md").exists()
 
 
-def test_rerunning_a_finished_sweep_trains_nothing(finished, tmp_path):
+def test_rerunning_a_finished_sweep_trains_nothing(finished):
     sweep_dir, _ = finished
     proc = sweep(sweep_dir.parent)
     assert proc.returncode == 0
