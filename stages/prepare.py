@@ -25,9 +25,13 @@ log = logging.getLogger("prepare")
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
     out = Path(cfg.prepare.out_dir)
-    result = load_source(
-        cfg.data.source, cfg.data.path, cfg.data.dataset_id, cfg.data.dataset_split, cfg.data.max_record_chars
-    )
+    try:
+        result = load_source(
+            cfg.data.source, cfg.data.path, cfg.data.dataset_id, cfg.data.dataset_split, cfg.data.max_record_chars
+        )
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     write_jsonl(out / "rejects.jsonl", (r.to_json() for r in result.rejects))
     for r in result.rejects:
         log.warning("%s:%d: rejected (%s): %s", result.source, r.line, r.field or "record", r.reason)

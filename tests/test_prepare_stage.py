@@ -59,11 +59,14 @@ def test_same_seed_same_bytes_other_seed_other_split(tmp_path):
     assert (other / "val.jsonl").read_bytes() != (outs[0] / "val.jsonl").read_bytes()
 
 
-def test_unknown_source_and_missing_dataset_id_are_clear(tmp_path):
+def test_unknown_source_missing_dataset_id_and_missing_file_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["data.source=s3"])
-    with pytest.raises(ValueError, match="needs data.dataset_id"):
-        main(["data.source=huggingface", f"prepare.out_dir={tmp_path}"])
+    assert "data.source: 's3' is not one of" in capsys.readouterr().err
+    assert main(["data.source=huggingface", f"prepare.out_dir={tmp_path}"]) == 2
+    assert "needs data.dataset_id" in capsys.readouterr().err
+    assert main([f"data.path={tmp_path / 'none.jsonl'}", f"prepare.out_dir={tmp_path}"]) == 2
+    assert "none.jsonl: data file not found" in capsys.readouterr().err
 
 
 def test_modelscope_source_names_the_missing_extra(monkeypatch):

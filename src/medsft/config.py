@@ -180,7 +180,8 @@ def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
         cfg = OmegaConf.merge(OmegaConf.structured(Config), raw)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
-        raise ConfigError(f"{source}: invalid key {key!r}: {err.msg}") from None
+        message = str(err.msg).splitlines()[0]  # OmegaConf appends full_key/object_type lines
+        raise ConfigError(f"{source}: invalid key {key!r}: {message}") from None
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
