@@ -223,8 +223,11 @@ def train_variant(
             (out / "metrics.json").unlink(missing_ok=True)
         reset_stale_checkpoints(out / "checkpoints", run_id)
     resume = last_checkpoint(out / "checkpoints")
+    start_tokens = 0
     if resume:
         log.info("%s: resuming from %s", variant, resume)
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        start_tokens = int(state.get("num_input_tokens_seen", 0))
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
@@ -249,7 +252,8 @@ def train_variant(
         "epochs": trainer.state.epoch,
         "wall_seconds": wall,
         "train_tokens": int(tokens),
-        "tokens_per_second": tokens / wall if wall > 0 else None,
+        # this session's tokens over this session's time (a resumed run did part of it before)
+        "tokens_per_second": (tokens - start_tokens) / wall if wall > 0 else None,
         **counts,
         **peak_memory_bytes(),
         "device": str(args.device),
