@@ -18,7 +18,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from medsft.augmentation import augment_for_epoch, inject_knowledge, load_lexicon
-from medsft.cli import parse_args
+from medsft.cli import parse_variant_args
 from medsft.config import training_arguments
 from medsft.io import atomic_write_json
 from medsft.records import read_jsonl, write_jsonl
@@ -35,9 +35,7 @@ def planned_epochs(fields: dict, num_records: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    (variant,), cfg = parse_args(argv, positional=1, usage=__doc__)
-    if variant not in cfg.variants:
-        raise SystemExit(f"error: unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
+    variant, cfg = parse_variant_args(argv, usage=__doc__)
     settings = OmegaConf.to_container(cfg.variants[variant].augment, resolve=True)
     records = read_jsonl(Path(cfg.prepare.out_dir) / "train.jsonl")
     needs_lexicon = settings["knowledge_injection"] or settings["term_masking"]["probability"] > 0

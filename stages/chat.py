@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from medsft.chat import ChatError, ChatSession, check_adapter
-from medsft.config import ConfigError, load_config
+from medsft.config import ConfigError, load_config, require_variant
 from medsft.modeling import base_model_id, load_adapter
 from medsft.paths import train_dir
 
@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     args, overrides = parse(list(sys.argv[1:] if argv is None else argv))
     try:
         cfg = load_config(overrides)
-        if args.variant not in cfg.variants:
-            raise ChatError(f"unknown variant {args.variant!r}; params.yaml defines {sorted(cfg.variants)}")
+        require_variant(cfg, args.variant)
         adapter = Path(args.adapter) if args.adapter else train_dir(args.variant) / "adapter"
         check_adapter(adapter, base_model_id(cfg.model), args.variant)
     except (ChatError, ConfigError) as err:

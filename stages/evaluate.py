@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from medsft.cli import parse_args
+from medsft.cli import parse_variant_args
 from medsft.evaluation import evaluate_variant
 from medsft.paths import eval_dir, train_dir
 
@@ -19,7 +19,7 @@ log = logging.getLogger("evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    (variant,), cfg = parse_args(argv, positional=1, usage=__doc__)
+    variant, cfg = parse_variant_args(argv, usage=__doc__)
     adapter = train_dir(variant) / "adapter"
     if not (adapter / "adapter_config.json").exists():
         raise SystemExit(f"error: {adapter}: no trained adapter (run: dvc repro train@{variant})")

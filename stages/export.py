@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from medsft.chat import ChatError, check_adapter
-from medsft.cli import parse_args
+from medsft.cli import parse_variant_args
 from medsft.export import merge_adapter, model_card, write_model_card
 from medsft.modeling import base_model_id
 from medsft.paths import eval_dir, train_dir
@@ -28,10 +28,7 @@ log = logging.getLogger("export")
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out = next((a.split("=", 1)[1] for a in args if a.startswith("export_dir=")), None)
-    (variant,), cfg = parse_args([a for a in args if not a.startswith("export_dir=")], positional=1, usage=__doc__)
-    if variant not in cfg.variants:
-        print(f"error: unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}", file=sys.stderr)
-        return 2
+    variant, cfg = parse_variant_args([a for a in args if not a.startswith("export_dir=")], usage=__doc__)
     adapter = train_dir(variant) / "adapter"
     try:
         check_adapter(adapter, base_model_id(cfg.model), variant)

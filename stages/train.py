@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsft.cli import parse_args
+from medsft.cli import parse_variant_args
 from medsft.export import model_card, write_model_card
 from medsft.paths import train_dir
 from medsft.records import read_jsonl
@@ -21,9 +21,7 @@ from medsft.training import train_variant
 
 
 def main(argv: list[str] | None = None) -> int:
-    (variant,), cfg = parse_args(argv, positional=1, usage=__doc__)
-    if variant not in cfg.variants:
-        raise SystemExit(f"error: unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
+    variant, cfg = parse_variant_args(argv, usage=__doc__)
     train = read_jsonl(Path(cfg.augment.out_dir) / variant / "train.jsonl")
     val = read_jsonl(Path(cfg.prepare.out_dir) / "val.jsonl")
     metrics = train_variant(cfg, variant, train, val, train_dir(variant))

@@ -84,3 +84,13 @@ def test_model_profile_settings_apply_on_top_of_every_variant(cfg):
     big = compose_conf(["model=qwen3-1.7b"])
     assert OmegaConf.to_container(big.model.training) == {"train_sampling_strategy": "group_by_length"}
     assert big.model.max_length == 2048
+
+
+@pytest.mark.parametrize("stage", ["train", "augment", "evaluate", "export"])
+def test_variant_stages_reject_an_unknown_variant_naming_the_defined_ones(stage, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"stages.{stage}").main(["v9"])
+    assert exit_info.value.code == 2
+    assert "unknown variant 'v9'; params.yaml defines ['v1', 'v2', 'v3']" in capsys.readouterr().err

@@ -116,6 +116,16 @@ def warmup_end_step(history: pd.DataFrame) -> int | None:
     return int(rows.loc[rows["learning_rate"].idxmax(), "step"])
 
 
+def warmup_cutoff(history: pd.DataFrame) -> float | None:
+    """Steps up to this one count as warmup: the logged step before the learning-rate peak
+    (``None`` when the peak is the first logged step, i.e. no warmup was logged)."""
+    peak = warmup_end_step(history)
+    if peak is None:
+        return None
+    earlier = history[history["step"] < peak]["step"]
+    return float(earlier.max()) if not earlier.empty else None
+
+
 def value_at(history: pd.DataFrame, column: str, step: int) -> float | None:
     """``column`` at exactly ``step`` (``None`` when that step was not logged)."""
     rows = logged(history, column)

@@ -56,17 +56,8 @@ def _peak_cuda_gib(run: RunFiles) -> float | None:
 
 def _cv(run: RunFiles, after_warmup: bool = False, from_step: float | None = None) -> float | None:
     if after_warmup:
-        from_step = warmup_cutoff(run)
+        from_step = analysis.warmup_cutoff(run.history)
     return _attr(_spread(run, from_step), "cv")
-
-
-def warmup_cutoff(run: RunFiles) -> float | None:
-    """Steps up to this one count as warmup: the logged step before the learning-rate peak."""
-    peak = analysis.warmup_end_step(run.history)
-    if peak is None:
-        return None
-    earlier = run.history[run.history["step"] < peak]["step"]
-    return float(earlier.max()) if not earlier.empty else None
 
 
 # name -> f(run, **args); every one returns None where the logs hold no data.

@@ -7,7 +7,7 @@ import sys
 
 from omegaconf import DictConfig
 
-from medsft.config import ConfigError, load_config
+from medsft.config import ConfigError, load_config, require_variant
 from medsft.runtime import keep_large_allocations
 
 
@@ -33,3 +33,14 @@ def parse_args(argv: list[str] | None, positional: int = 0, usage: str = "") -> 
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     return names, cfg
+
+
+def parse_variant_args(argv: list[str] | None, usage: str = "") -> tuple[str, DictConfig]:
+    """``parse_args`` for the stages that take one VARIANT; exits with status 2 on an unknown one."""
+    (variant,), cfg = parse_args(argv, positional=1, usage=usage)
+    try:
+        require_variant(cfg, variant)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return variant, cfg

@@ -205,10 +205,15 @@ def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
     return cfg
 
 
-def training_arguments(cfg: DictConfig, variant: str) -> dict[str, Any]:
-    """The variant's TrainingArguments fields with the model profile's settings on top."""
+def require_variant(cfg: DictConfig, variant: str) -> None:
+    """Raise :class:`ConfigError` naming the defined variants when ``variant`` is not one."""
     if variant not in cfg.variants:
         raise ConfigError(f"unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
+
+
+def training_arguments(cfg: DictConfig, variant: str) -> dict[str, Any]:
+    """The variant's TrainingArguments fields with the model profile's settings on top."""
+    require_variant(cfg, variant)
     merged = OmegaConf.merge(cfg.variants[variant].training, cfg.model.training)
     return OmegaConf.to_container(merged, resolve=True)
 

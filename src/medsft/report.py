@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medsft import analysis
-from medsft.claims import audit, load_claims, warmup_cutoff
+from medsft.claims import audit, load_claims
 from medsft.compare import config_differences
 from medsft.io import atomic_write_text
 from medsft.plots import plot_histories, plot_length_histogram
@@ -275,7 +275,7 @@ def _learning_rate(inputs: ReportInputs, t: dict[str, str], figures: Mapping[str
 
 
 def _shared_cutoff(runs: Mapping[str, RunFiles]) -> float:
-    cuts = [c for c in (warmup_cutoff(r) for r in runs.values()) if c is not None]
+    cuts = [c for c in (analysis.warmup_cutoff(r.history) for r in runs.values()) if c is not None]
     return max(cuts, default=0.0)
 
 

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from medsft.config import training_arguments
+from medsft.history import write_history_csv, write_trainer_state
 from medsft.io import atomic_dir, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -242,7 +243,8 @@ def train_variant(
         with atomic_dir(out / "adapter") as tmp:
             trainer.model.save_pretrained(tmp, safe_serialization=True)
         # A final evaluation may have been appended: keep the files in step with the state.
-        HistoryCallback(out / "history.csv", out / "trainer_state.json").on_log(args, trainer.state, None)
+        write_history_csv(out / "history.csv", trainer.state.log_history)
+        write_trainer_state(out / "trainer_state.json", trainer.state)
     tokens = trainer.state.num_input_tokens_seen
     metrics = {
         "final_train_loss": train_losses[-1] if train_losses else None,
