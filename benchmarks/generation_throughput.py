@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from medsft.config import load_config
-from medsft.evaluation import generate_answers
-from medsft.modeling import load_adapter
-from medsft.paths import train_dir
-from medsft.records import read_records
-from medsft.runtime import keep_large_allocations
+from medsft.core.config import load_config
+from medsft.core.paths import train_dir
+from medsft.core.runtime import keep_large_allocations
+from medsft.core.spec import RunSpec
+from medsft.data.records import read_records
+from medsft.evaluate.run import generate_answers
+from medsft.modeling.loading import load_adapter
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     adapter = train_dir("v1") / "adapter"
     if not adapter.exists():
         raise SystemExit(f"{adapter}: missing; run `dvc repro train@v1` first")
-    model, tok = load_adapter(cfg.model, str(adapter))
+    model, tok = load_adapter(RunSpec.read(adapter.parent).model, adapter)
     questions = [r["question"] for r in read_records(cfg.data.path).accepted[: args.questions]]
     system = cfg.format.system_prompt
 

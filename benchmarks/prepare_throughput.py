@@ -13,10 +13,10 @@ import statistics
 import time
 from pathlib import Path
 
-from medsft.datastats import token_stats
-from medsft.formatting import encode_records
-from medsft.records import read_records
-from medsft.tokenizer import build_offline_qwen3_tokenizer
+from medsft.data.formatting import encode_records
+from medsft.data.records import read_records
+from medsft.data.stats import token_stats
+from medsft.data.tokenizer import build_offline_qwen3_tokenizer
 
 SYSTEM = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/delicate_medical_r1_val241.jsonl"

@@ -17,12 +17,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from medsft.config import load_config
-from medsft.formatting import encode_records
-from medsft.records import read_records
-from medsft.runtime import keep_large_allocations
-from medsft.tokenizer import build_offline_qwen3_tokenizer
-from medsft.training import train_variant
+from medsft.core.config import load_config
+from medsft.core.runtime import keep_large_allocations
+from medsft.data.formatting import encode_records
+from medsft.data.records import read_records
+from medsft.data.tokenizer import build_offline_qwen3_tokenizer
+from medsft.train.trainer import train_variant
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/delicate_medical_r1_val241.jsonl"
 

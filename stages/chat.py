@@ -3,11 +3,12 @@
     python -m stages.chat --variant v2 "问题"
     python -m stages.chat --variant v2 --interactive          # multi-turn; empty line or /exit ends
     python -m stages.chat --variant v2 --no-think "问题"      # Qwen3's non-thinking mode
-    python -m stages.chat --variant v2 "问题" model.pretrained_model_name_or_path=/models/Qwen3-1.7B  (overrides)
+    python -m stages.chat --adapter DIR "问题"                # an adapter folder beside its run_config.yaml
 
-Sampling follows the seed's deployment (temperature 0.7, top_p 0.95, max_new_tokens 512),
-seeded; --greedy decodes greedily. Prints the reasoning and the answer separately.
-Not for clinical decisions.
+The base model, its settings and the prompt format come from the run's run_config.yaml
+(runs/<variant>/train/); the adapter must record that base. Sampling follows the seed's
+deployment (temperature 0.7, top_p 0.95, max_new_tokens 512), seeded; --greedy decodes
+greedily. Prints the reasoning and the answer separately. Not for clinical decisions.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from medsft.chat import ChatError, ChatSession, check_adapter
-from medsft.config import ConfigError, load_config, require_variant
-from medsft.modeling import base_model_id, load_adapter
-from medsft.paths import train_dir
+from medsft.core.cli import fail
+from medsft.core.paths import train_dir
+from medsft.core.spec import SPEC_FILE, RunSpec
+from medsft.modeling.loading import load_adapter
+from medsft.serve.chat import ChatSession
 
 
-def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m stages.chat", description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", required=True, help="a variant of params.yaml, e.g. v2")
-    parser.add_argument("--adapter", help="adapter folder (default: runs/<variant>/train/adapter)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", help="a trained variant, e.g. v2 (runs/<variant>/train)")
+    which.add_argument("--adapter", help="an adapter folder whose run_config.yaml is beside or inside it")
     parser.add_argument("--interactive", action="store_true", help="a multi-turn conversation on stdin")
     parser.add_argument("--no-think", action="store_true", help="Qwen3's non-thinking mode")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
@@ -33,33 +36,47 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("words", nargs="*", help="the question, then any key=value overrides of params.yaml")
+    parser.add_argument("question", nargs="*", help="the question")
     args = parser.parse_args(argv)
-    overrides = [w for w in args.words if "=" in w and not w.startswith("=")]
-    question = " ".join(w for w in args.words if w not in overrides)
-    if not question and not args.interactive:
+    args.question = " ".join(args.question).strip()
+    if not args.question and not args.interactive:
         parser.error("give a question, or --interactive")
-    args.question = question
-    return args, overrides
+    return args
+
+
+def locate_run(args: argparse.Namespace) -> tuple[RunSpec, Path]:
+    """The run spec and adapter folder that ``--variant`` or ``--adapter`` names."""
+    if args.variant:
+        run = train_dir(args.variant)
+        if not (run / SPEC_FILE).exists():
+            raise FileNotFoundError(
+                f"no trained run for variant {args.variant!r}: {run / SPEC_FILE} not found "
+                f"(run: dvc repro train@{args.variant})"
+            )
+        adapter = run / "adapter"
+    else:
+        adapter = Path(args.adapter)
+        run = next((d for d in (adapter, adapter.parent) if (d / SPEC_FILE).exists()), None)
+        if run is None:
+            raise FileNotFoundError(f"{adapter}: no {SPEC_FILE} in it or beside it (train writes one per run)")
+    if not (adapter / "adapter_config.json").exists():
+        raise FileNotFoundError(f"{adapter}: no trained adapter (adapter_config.json missing)")
+    return RunSpec.read(run / SPEC_FILE), adapter
 
 
 def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
-    args, overrides = parse(list(sys.argv[1:] if argv is None else argv))
+    args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
-        cfg = load_config(overrides)
-        require_variant(cfg, args.variant)
-        adapter = Path(args.adapter) if args.adapter else train_dir(args.variant) / "adapter"
-        check_adapter(adapter, base_model_id(cfg.model), args.variant)
-    except (ChatError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    model, tokenizer = load_adapter(cfg.model, str(adapter))
+        spec, adapter = locate_run(args)
+        model, tokenizer = load_adapter(spec.model, adapter)
+    except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch is a ValueError
+        fail(str(err))
     generation = {"max_new_tokens": args.max_new_tokens, "do_sample": not args.greedy}
     if not args.greedy:
         generation.update(temperature=args.temperature, top_p=args.top_p)
     session = ChatSession(
-        model, tokenizer, cfg.format.system_prompt, think=not args.no_think, generation=generation, seed=args.seed
+        model, tokenizer, spec.format["system_prompt"], think=not args.no_think, generation=generation, seed=args.seed
     )
 
     def answer(question: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from medsft.config import PARAMS_FILE, ConfigError, validate
+from medsft.core.config import PARAMS_FILE, ConfigError, validate
+from medsft.core.io import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,8 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from medsft.io import atomic_write_text
-
     atomic_write_text(PARAMS_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     print(f"wrote {PARAMS_FILE}")
     return 0

@@ -2,28 +2,46 @@
 
     python -m stages.evaluate VARIANT [key=value ...]
 
-Reads runs/VARIANT/train/adapter, prepare.out_dir/{train,val}.jsonl, the lexicon and the
-probes; writes runs/VARIANT/eval/metrics.json, generations.jsonl (question, reference,
-output, per-item scores) and probes.jsonl.
+Reads the run train wrote (runs/VARIANT/train/run_config.yaml and adapter/),
+prepare.out_dir/{train,val}.jsonl, the lexicon and the probes; writes
+runs/VARIANT/eval/metrics.json, generations.jsonl (question, reference, output, per-item
+scores) and probes.jsonl.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
-from medsft.cli import parse_variant_args
-from medsft.evaluation import evaluate_variant
-from medsft.paths import eval_dir, train_dir
+from omegaconf import OmegaConf
+
+from medsft.core.cli import parse_variant_args, require_inputs
+from medsft.core.io import read_jsonl
+from medsft.core.paths import eval_dir, train_dir
+from medsft.core.spec import SPEC_FILE, RunSpec
+from medsft.evaluate.run import evaluate_run
 
 log = logging.getLogger("evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
     variant, cfg = parse_variant_args(argv, usage=__doc__)
-    adapter = train_dir(variant) / "adapter"
-    if not (adapter / "adapter_config.json").exists():
-        raise SystemExit(f"error: {adapter}: no trained adapter (run: dvc repro train@{variant})")
-    metrics = evaluate_variant(cfg, variant, adapter, eval_dir(variant))
+    run = train_dir(variant)
+    prepared = Path(cfg.prepare.out_dir)
+    require_inputs(
+        (run / SPEC_FILE, f"train@{variant}"),
+        (run / "adapter" / "adapter_config.json", f"train@{variant}"),
+        (prepared / "val.jsonl", "prepare"),
+    )
+    metrics = evaluate_run(
+        RunSpec.read(run / SPEC_FILE),
+        run / "adapter",
+        read_jsonl(prepared / "val.jsonl"),
+        read_jsonl(prepared / "train.jsonl"),
+        OmegaConf.to_container(cfg.evaluate, resolve=True),
+        cfg.augment.lexicon,
+        eval_dir(variant),
+    )
     log.info("%s: eval_loss %.4f, perplexity %.2f", variant, metrics["eval_loss"], metrics["perplexity"])
     return 0
 

@@ -1,11 +1,13 @@
 """export: merge a variant's adapter into its base model as a standalone safetensors model.
 
-    python -m stages.export VARIANT [export_dir=DIR] [key=value ...]
+    python -m stages.export VARIANT [export_dir=DIR]
 
 Writes DIR (default exports/VARIANT): model weights (safetensors), config, tokenizer and a
-model card; loadable with AutoModelForCausalLM.from_pretrained, without peft. A QLoRA
-adapter is merged into the base reloaded unquantized (see medsft.export). Not a stage of the
-default pipeline, so that `dvc repro` stays fast and `dvc status` clean; to version exports:
+model card; loadable with AutoModelForCausalLM.from_pretrained, without peft. The base model
+and settings come from the run's runs/VARIANT/train/run_config.yaml. DIR must be new or an
+earlier export (nothing else is ever replaced). A QLoRA adapter is merged into the base
+reloaded unquantized (see medsft.serve.export). Not a stage of the default pipeline, so that
+`dvc repro` stays fast; to version exports:
     dvc stage add -n export -d runs/v2/train/adapter -o exports/v2 python -m stages.export v2
 """
 
@@ -13,38 +15,40 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
-from medsft.chat import ChatError, check_adapter
-from medsft.cli import parse_variant_args
-from medsft.export import merge_adapter, model_card, write_model_card
-from medsft.modeling import base_model_id
-from medsft.paths import eval_dir, train_dir
-from medsft.runs import read_json
+from medsft.core.cli import fail, require_inputs, setup_logging
+from medsft.core.io import read_json
+from medsft.core.paths import eval_dir, train_dir
+from medsft.core.spec import SPEC_FILE, RunSpec
+from medsft.modeling.card import model_card, write_model_card
+from medsft.modeling.loading import BaseModelMismatch
+from medsft.serve.export import ExportTargetError, check_export_target, merge_adapter
 
 log = logging.getLogger("export")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    out = next((a.split("=", 1)[1] for a in args if a.startswith("export_dir=")), None)
-    variant, cfg = parse_variant_args([a for a in args if not a.startswith("export_dir=")], usage=__doc__)
-    adapter = train_dir(variant) / "adapter"
+    setup_logging()
+    if any(a in ("-h", "--help") for a in args):
+        print(__doc__)
+        return 0
+    names = [a for a in args if "=" not in a]
+    options = dict(a.split("=", 1) for a in args if "=" in a)
+    unknown = sorted(set(options) - {"export_dir"})
+    if len(names) != 1 or unknown:
+        fail(f"expected VARIANT [export_dir=DIR], got {args}\n{__doc__}")
+    (variant,) = names
+    run = train_dir(variant)
+    require_inputs((run / SPEC_FILE, f"train@{variant}"), (run / "adapter" / "adapter_config.json", f"train@{variant}"))
     try:
-        check_adapter(adapter, base_model_id(cfg.model), variant)
-    except ChatError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    out_dir = merge_adapter(cfg, adapter, Path(out or f"exports/{variant}"))
-    card = model_card(
-        variant,
-        cfg,
-        read_json(train_dir(variant) / "metrics.json"),
-        read_json(eval_dir(variant) / "metrics.json"),
-        read_json(Path(cfg.prepare.out_dir) / "stats.json"),
-        merged=True,
-    )
-    write_model_card(out_dir, card)
+        out = check_export_target(options.get("export_dir") or f"exports/{variant}")
+        spec = RunSpec.read(run / SPEC_FILE)
+        out_dir = merge_adapter(spec, run / "adapter", out)
+    except (ExportTargetError, BaseModelMismatch, ValueError) as err:
+        fail(str(err))
+    results = {"train": read_json(run / "metrics.json"), "eval": read_json(eval_dir(variant) / "metrics.json")}
+    write_model_card(out_dir, model_card(spec, merged=True, results=results))
     log.info("%s: merged model written to %s", variant, out_dir)
     return 0
 

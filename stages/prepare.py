@@ -13,11 +13,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from medsft.cli import parse_args
-from medsft.datastats import token_stats
-from medsft.io import atomic_write_json
-from medsft.records import load_source, split_records, write_jsonl
-from medsft.tokenizer import load_tokenizer
+from medsft.core.cli import parse_args
+from medsft.core.io import atomic_write_json, write_jsonl
+from medsft.data.records import load_source, split_records
+from medsft.data.stats import token_stats
+from medsft.data.tokenizer import load_tokenizer
 
 log = logging.getLogger("prepare")
 

@@ -14,12 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from medsft import provenance
-from medsft.cli import parse_args
-from medsft.report import ReportInputs, render_report
-from medsft.runs import load_dag_run, load_imported_run, read_json
+from medsft.core.cli import fail, parse_args
+from medsft.core.io import read_json
+from medsft.report import provenance
+from medsft.report.render import ReportInputs, render_report
+from medsft.report.runs import load_dag_run, load_imported_run
 
 log = logging.getLogger("report")
 
@@ -29,21 +28,29 @@ def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(args, usage=__doc__)
     imported = dict(cfg.report.runs)
     if imported:
-        runs = {name: load_imported_run(name, path) for name, path in imported.items()}
-        data_stats, augment_stats, profile, logdir, lock = None, {}, None, None, {}
+        try:
+            runs = {name: load_imported_run(name, path) for name, path in imported.items()}
+        except (FileNotFoundError, ValueError, ImportError) as err:
+            fail(str(err))
+        data_stats, augment_stats, logdir, lock = None, {}, None, {}
         command = "python -m stages.report " + " ".join(args)
         seeds = {f"{n}.seed": r.config.get("training", {}).get("seed") for n, r in runs.items() if r.config}
     else:
-        runs = {n: load_dag_run(n, OmegaConf.to_container(v, resolve=True)) for n, v in cfg.variants.items()}
+        try:
+            runs = {n: load_dag_run(n) for n in cfg.variants}
+        except (FileNotFoundError, ValueError) as err:
+            fail(str(err))
         data_stats = read_json(Path(cfg.prepare.out_dir) / "stats.json") or None
         augment_stats = {n: read_json(Path(cfg.augment.out_dir) / n / "stats.json") for n in cfg.variants}
         augment_stats = {n: s for n, s in augment_stats.items() if s}
-        profile = OmegaConf.to_container(cfg.model.training, resolve=True)
         logdir = cfg.tracking.logdir if cfg.tracking.mode != "disabled" else None
         lock = provenance.dvc_lock_hashes()
         command = "dvc repro"
-        seeds = {f"variants.{n}.training.seed": v.training.get("seed") for n, v in cfg.variants.items()}
-        seeds.update({"split.seed": cfg.split.seed, "model.init_seed": cfg.model.init_seed})
+        # Seeds as the runs used them (run_config.yaml) and as prepare split the data (stats.json).
+        seeds = {f"{n}: training.seed": r.config["training"].get("seed") for n, r in runs.items()}
+        seeds.update({f"{n}: model.init_seed": r.config["model"].get("init_seed") for n, r in runs.items()})
+        if data_stats:
+            seeds["split.seed"] = data_stats["split"]["seed"]
     params = Path("params.yaml")
     inputs = ReportInputs(
         runs=runs,
@@ -51,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         phase_steps=cfg.report.phase_steps,
         plateau_tolerance=cfg.report.plateau_tolerance,
         claims_path=cfg.report.claims,
-        profile_training=profile,
         data_stats=data_stats,
         augment_stats=augment_stats,
         sweep_dir=None if imported else f"sweeps/{cfg.sweep_name}",

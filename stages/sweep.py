@@ -1,7 +1,7 @@
 """sweep: Hydra multirun over a variant's LoRA and TrainingArguments fields.
 
     python -m stages.sweep -m variant.lora.lora_dropout=0.05,0.1,0.2 variant.training.lr_scheduler_type=linear,cosine
-    python -m stages.sweep -m +sweep=dropout_schedule [model=…] [hydra/launcher=submitit_slurm_gpu]
+    python -m stages.sweep -m +sweep=dropout_schedule [variant=v1] [model=…] [hydra/launcher=submitit_slurm_gpu]
 
 Each grid point trains and evaluates in sweeps/<sweep_name>/<overrides>/ on the prepared data
 (run `dvc repro prepare` first); the summary (summary.csv, summary.md, heatmap.png) is
@@ -16,8 +16,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from medsft.runtime import keep_large_allocations
-from medsft.sweep import job_dirname, run_point
+from medsft.core.runtime import keep_large_allocations
+from medsft.sweep.points import job_dirname, run_point
 
 # Job folders are named by their overrides; a path among them (prepare.out_dir=…) must not
 # nest folders.
@@ -28,7 +28,8 @@ OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 def main(cfg: DictConfig) -> None:
     keep_large_allocations()
     runtime = HydraConfig.get()
-    run_point(cfg, Path(runtime.runtime.output_dir), list(runtime.overrides.task))
+    base_variant = runtime.runtime.choices.get("variant@variant", "variant")
+    run_point(cfg, Path(runtime.runtime.output_dir), list(runtime.overrides.task), base_variant)
 
 
 if __name__ == "__main__":

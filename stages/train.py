@@ -3,30 +3,28 @@
     python -m stages.train VARIANT [key=value ...]
 
 Reads augment.out_dir/VARIANT/train.jsonl and prepare.out_dir/val.jsonl; writes runs/VARIANT/train/
-(adapter/, history.csv, trainer_state.json, metrics.json, checkpoints/). A rerun of an
-interrupted run resumes from its last checkpoint. Under accelerate launch it runs on
-several processes.
+(adapter/, run_config.yaml, history.csv, trainer_state.json, masking.json, metrics.json,
+checkpoints/). The model profile's `model.training` fields replace the variant's (each one
+replaced is logged and listed in run_config.yaml). A rerun of an interrupted run resumes from
+its last intact checkpoint. Under accelerate launch it runs on several processes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from medsft.cli import parse_variant_args
-from medsft.export import model_card, write_model_card
-from medsft.paths import train_dir
-from medsft.records import read_jsonl
-from medsft.runs import read_json
-from medsft.training import train_variant
+from medsft.core.cli import parse_variant_args, require_inputs
+from medsft.core.io import read_jsonl
+from medsft.core.paths import train_dir
+from medsft.train.trainer import train_variant
 
 
 def main(argv: list[str] | None = None) -> int:
     variant, cfg = parse_variant_args(argv, usage=__doc__)
-    train = read_jsonl(Path(cfg.augment.out_dir) / variant / "train.jsonl")
-    val = read_jsonl(Path(cfg.prepare.out_dir) / "val.jsonl")
-    metrics = train_variant(cfg, variant, train, val, train_dir(variant))
-    stats = read_json(Path(cfg.prepare.out_dir) / "stats.json")
-    write_model_card(train_dir(variant) / "adapter", model_card(variant, cfg, metrics, {}, stats))
+    train_file = Path(cfg.augment.out_dir) / variant / "train.jsonl"
+    val_file = Path(cfg.prepare.out_dir) / "val.jsonl"
+    require_inputs((train_file, f"augment@{variant}"), (val_file, "prepare"))
+    train_variant(cfg, variant, read_jsonl(train_file), read_jsonl(val_file), train_dir(variant))
     return 0
 
 

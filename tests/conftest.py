@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from medsft.config import load_config
+from medsft.core.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))

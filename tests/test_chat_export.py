@@ -8,12 +8,14 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from medsft.chat import EMPTY_THINK, ChatSession, chat_prompt
-from medsft.config import load_config
-from medsft.export import INTENDED_USE, merge_adapter
-from medsft.modeling import load_adapter
-from medsft.tokenizer import build_offline_qwen3_tokenizer
-from medsft.training import train_variant
+from medsft.core.config import load_config
+from medsft.core.spec import RunSpec
+from medsft.data.tokenizer import build_offline_qwen3_tokenizer
+from medsft.modeling.card import INTENDED_USE
+from medsft.modeling.loading import load_adapter
+from medsft.serve.chat import EMPTY_THINK, ChatSession, chat_prompt
+from medsft.serve.export import merge_adapter
+from medsft.train.trainer import train_variant
 from stages.chat import main as chat_main
 from tests.conftest import ROOT
 from tests.test_training import FAST, RECORDS
@@ -72,8 +74,6 @@ def test_interactive_session_answers_each_turn(adapter):
     stdout = io.StringIO()
     code = chat_main(
         [
-            "--variant",
-            "v2",
             "--adapter",
             str(path),
             "--interactive",
@@ -81,7 +81,6 @@ def test_interactive_session_answers_each_turn(adapter):
             "--max-new-tokens",
             "4",
             "第一个问题",
-            "tracking.mode=disabled",
         ],
         stdin=io.StringIO("第二个问题\n第三个问题\n/exit\n"),
         stdout=stdout,
@@ -92,28 +91,34 @@ def test_interactive_session_answers_each_turn(adapter):
 
 def test_chat_errors_name_what_was_expected(adapter, tmp_path, capsys):
     _, path = adapter
-    assert chat_main(["--variant", "v9", "问题"]) == 2
-    assert "unknown variant 'v9'" in capsys.readouterr().err
-    assert chat_main(["--variant", "v2", "--adapter", str(tmp_path / "none"), "问题"]) == 2
-    assert "no trained adapter for variant 'v2'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as code:
+        chat_main(["--variant", "v9", "问题"])
+    assert code.value.code == 2 and "no trained run for variant 'v9'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as code:
+        chat_main(["--adapter", str(tmp_path / "none"), "问题"])
+    assert code.value.code == 2 and "no run_config.yaml in it or beside it" in capsys.readouterr().err
     other = tmp_path / "other"
     shutil.copytree(path, other)
     conf = json.loads((other / "adapter_config.json").read_text())
     conf["base_model_name_or_path"] = "Qwen/Qwen3-8B"
     (other / "adapter_config.json").write_text(json.dumps(conf))
-    assert chat_main(["--variant", "v2", "--adapter", str(other), "问题"]) == 2
+    shutil.copy(path.parent / "run_config.yaml", other / "run_config.yaml")
+    with pytest.raises(SystemExit) as code:
+        chat_main(["--adapter", str(other), "问题"])
     err = capsys.readouterr().err
+    assert code.value.code == 2
     assert "trained on 'Qwen/Qwen3-8B'" in err and "medsft/tiny-qwen3-" in err
 
 
 def test_merged_export_reloads_without_peft_with_the_same_logits(adapter, tmp_path):
     cfg, path = adapter
-    out = merge_adapter(cfg, path, tmp_path / "merged")
+    spec = RunSpec.read(path.parent)
+    out = merge_adapter(spec, path, tmp_path / "merged")
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
     assert not any(p.suffix in (".bin", ".pt") for p in out.iterdir())
     merged = AutoModelForCausalLM.from_pretrained(out)
     assert merged.config.tie_word_embeddings is False  # the two trained copies both survive
-    with_adapter, tok = load_adapter(cfg.model, str(path))
+    with_adapter, tok = load_adapter(spec.model, path)
     ids = torch.tensor([tok("糖尿病的诊断标准是什么？", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, with_adapter(input_ids=ids).logits, atol=1e-4)
@@ -125,7 +130,7 @@ def test_export_stage_writes_a_model_card(adapter, tmp_path, monkeypatch):
 
     cfg, path = adapter
     monkeypatch.setattr(export, "train_dir", lambda v: path.parent)
-    assert export.main(["v2", f"export_dir={tmp_path / 'exp'}", "tracking.mode=disabled"]) == 0
+    assert export.main(["v2", f"export_dir={tmp_path / 'exp'}"]) == 0
     card = (tmp_path / "exp" / "README.md").read_text()
     assert INTENDED_USE in card and "lora_dropout" in card and "AutoModelForCausalLM.from_pretrained" in card
     assert "final_eval_loss" in card

@@ -4,7 +4,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from medsft.config import ConfigError, load_config, training_arguments, validate
+from medsft.core.config import ConfigError, load_config, validate
+from medsft.core.spec import resolve_spec
 from tests.conftest import ROOT
 
 
@@ -40,7 +41,7 @@ def test_variant_sections_build_the_library_objects(cfg):
 
     for name, variant in cfg.variants.items():
         LoraConfig(**OmegaConf.to_container(variant.lora))
-        fields = training_arguments(cfg, name)
+        fields = dict(resolve_spec(cfg, name).training)
         fields.update(fp16=False, bf16=False, optim="adamw_torch")  # CPU here
         TrainingArguments(output_dir="/tmp/unused", **fields)
     assert {f.name for f in dataclasses.fields(TrainingArguments)} >= set(cfg.variants.v2.training)
@@ -72,21 +73,25 @@ def test_invalid_keys_and_types_fail_naming_the_key(override, message):
 def test_unknown_variant_is_named():
     cfg = validate(OmegaConf.load(ROOT / "params.yaml"))
     with pytest.raises(ConfigError, match="unknown variant 'v9'"):
-        training_arguments(cfg, "v9")
+        resolve_spec(cfg, "v9")
 
 
 def test_model_profile_settings_apply_on_top_of_every_variant(cfg):
     for name in cfg.variants:
-        merged = training_arguments(cfg, name)
+        spec = resolve_spec(cfg, name)
         for key, value in cfg.model.training.items():
-            assert merged[key] == value
+            assert spec.training[key] == value
+            asked = cfg.variants[name].training.get(key)
+            if asked is not None and asked != value:  # every replaced value is listed with both values
+                assert spec.profile_overrides[key] == {"variant": asked, "profile": value}
+        assert set(spec.profile_overrides) <= set(cfg.model.training)
     # qwen3-1.7b runs the variants as written
     big = compose_conf(["model=qwen3-1.7b"])
     assert OmegaConf.to_container(big.model.training) == {"train_sampling_strategy": "group_by_length"}
     assert big.model.max_length == 2048
 
 
-@pytest.mark.parametrize("stage", ["train", "augment", "evaluate", "export"])
+@pytest.mark.parametrize("stage", ["train", "augment", "evaluate"])
 def test_variant_stages_reject_an_unknown_variant_naming_the_defined_ones(stage, capsys):
     import importlib
 
@@ -94,3 +99,12 @@ def test_variant_stages_reject_an_unknown_variant_naming_the_defined_ones(stage,
         importlib.import_module(f"stages.{stage}").main(["v9"])
     assert exit_info.value.code == 2
     assert "unknown variant 'v9'; params.yaml defines ['v1', 'v2', 'v3']" in capsys.readouterr().err
+
+
+def test_export_of_an_untrained_variant_names_the_stage_to_run(capsys):
+    from stages import export
+
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["v9"])
+    assert exit_info.value.code == 2
+    assert "runs/v9/train/run_config.yaml: not found; it is written by the train@v9 stage" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 import pytest
 
-from medsft.formatting import IGNORE_INDEX, encode_records, prompt_text, target_text
-from medsft.tokenizer import build_offline_qwen3_tokenizer
+from medsft.data.formatting import IGNORE_INDEX, encode_records, prompt_text, target_text
+from medsft.data.tokenizer import build_offline_qwen3_tokenizer
 
 SYSTEM = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
 RECORD = {"question": "高血压患者为什么要限盐？", "think": "钠潴留增加血容量。", "answer": "限盐可降低血压。"}

@@ -5,7 +5,15 @@ from collections import Counter
 
 import pytest
 
-from medsft.metrics import bleu, parse_reply, rare_term_rate, rouge_l_f1, score_replies, states_mechanism, term_recall
+from medsft.evaluate.metrics import (
+    bleu,
+    parse_reply,
+    rare_term_rate,
+    rouge_l_f1,
+    score_replies,
+    states_mechanism,
+    term_recall,
+)
 from tests.test_augmentation import LEX
 
 REF = "糖尿病与胰岛素抵抗有关，机制是外周组织对胰岛素反应下降。"

@@ -72,7 +72,7 @@ def test_unknown_source_missing_dataset_id_and_missing_file_are_clear(tmp_path, 
 def test_modelscope_source_names_the_missing_extra(monkeypatch):
     import sys
 
-    from medsft.records import load_source
+    from medsft.data.records import load_source
 
     monkeypatch.setitem(sys.modules, "modelscope", None)
     monkeypatch.setitem(sys.modules, "modelscope.msdatasets", None)

@@ -1,6 +1,6 @@
 import json
 
-from medsft.records import normalise_question, read_records, split_records
+from medsft.data.records import normalise_question, read_records, split_records
 
 GOOD = [
     {"instruction": f"说明{i}", "question": f"问题{i}是什么？", "think": f"思考{i}", "answer": f"回答{i}"}

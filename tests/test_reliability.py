@@ -11,9 +11,10 @@ import time
 import pandas as pd
 import pytest
 
-from medsft.callbacks import NonFiniteLossError
-from medsft.config import load_config
-from medsft.training import train_variant
+from medsft.core.config import load_config
+from medsft.core.spec import resolve_spec
+from medsft.train.callbacks import DivergenceError
+from medsft.train.trainer import train_variant
 from tests.conftest import ROOT
 from tests.test_training import FAST, RECORDS
 
@@ -23,8 +24,9 @@ DRIVER = textwrap.dedent(
     """
     import sys, time
     from transformers import TrainerCallback
-    from medsft.config import load_config
-    from medsft import training
+    from medsft.core.config import load_config
+from medsft.core.spec import resolve_spec
+    from medsft.train import trainer as training
     from tests.test_training import RECORDS
 
     class Slow(TrainerCallback):  # leave time for the test to kill the process mid-run
@@ -75,7 +77,7 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, monkeypatch):
-    from medsft import modeling
+    from medsft.modeling import loading as modeling
 
     original = modeling.add_lora
 
@@ -94,7 +96,7 @@ def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, m
 
     monkeypatch.setattr(modeling, "add_lora", poisoned)
     (tmp_path / "adapter").mkdir()  # a stale adapter from an earlier run
-    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3"):
+    with pytest.raises(DivergenceError, match=r"diverged at step 3: loss is nan"):
         train_variant(load_config(FAST, path=ROOT / "params.yaml"), "v1", RECORDS[:10], RECORDS[10:], tmp_path)
     assert not (tmp_path / "adapter").exists() and not (tmp_path / "metrics.json").exists()
 
@@ -110,9 +112,9 @@ def test_qlora_4bit_trains_on_cpu(tmp_path):
     cfg = load_config(FAST + [q.lstrip("+") for q in quant], path=ROOT / "params.yaml")
     metrics = train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
     assert metrics["steps"] == 4
-    from medsft.modeling import load_base_model
+    from medsft.modeling.loading import load_base_model
 
-    base = load_base_model(cfg.model)
+    base = load_base_model(resolve_spec(cfg, "v1").model)
     assert getattr(base, "is_loaded_in_4bit", False)
     assert any(type(m).__name__ == "Linear4bit" for m in base.modules())
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
@@ -123,8 +125,9 @@ def test_two_processes_with_accelerate_write_one_history_and_one_adapter(tmp_pat
     script = tmp_path / "run.py"
     script.write_text(
         textwrap.dedent(f"""
-        from medsft.config import load_config
-        from medsft.training import train_variant
+        from medsft.core.config import load_config
+from medsft.core.spec import resolve_spec
+        from medsft.train.trainer import train_variant
         from tests.test_training import RECORDS
         cfg = load_config({FAST!r}, path="params.yaml")
         train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], {str(out)!r})

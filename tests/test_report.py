@@ -5,11 +5,11 @@ import json
 import pandas as pd
 import pytest
 
-from medsft.analysis import final_value, relative_change
-from medsft.compare import config_differences
-from medsft.history import load_history, write_history_csv
-from medsft.report import ReportInputs, render_report
-from medsft.runs import RunFiles
+from medsft.core.history import load_history, write_history_csv
+from medsft.report.analysis import final_value, relative_change
+from medsft.report.compare import config_differences
+from medsft.report.render import ReportInputs, render_report
+from medsft.report.runs import RunFiles
 
 LOG = [
     {"step": 10, "loss": 2.0, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": 0.1},

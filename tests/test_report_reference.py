@@ -6,10 +6,10 @@ import shutil
 
 import pytest
 
-from medsft import analysis
-from medsft.claims import FAILS, HOLDS, NO_DATA, audit, load_claims
-from medsft.report import ReportInputs, render_report
-from medsft.runs import load_imported_run
+from medsft.report import analysis
+from medsft.report.claims import FAILS, HOLDS, NO_DATA, audit, load_claims
+from medsft.report.render import ReportInputs, render_report
+from medsft.report.runs import load_imported_run
 from tests.conftest import ROOT
 
 CLAIMS = ROOT / "conf/claims/seed_report.yaml"

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from medsft.config import load_config
-from medsft.history import load_history
-from medsft.runs import load_imported_run
-from medsft.training import train_variant
+from medsft.core.config import load_config
+from medsft.core.history import load_history
+from medsft.report.runs import load_imported_run
+from medsft.train.trainer import train_variant
 from tests.conftest import ROOT
 from tests.test_training import FAST, RECORDS
 

@@ -56,8 +56,9 @@ def test_summary_has_one_row_per_point_equal_to_its_metrics(finished):
         assert row["final_eval_loss"] == pytest.approx(train_m["final_eval_loss"])
         assert row["final_train_loss"] == pytest.approx(train_m["final_train_loss"])
         assert row["eval_loss_token_weighted"] == pytest.approx(eval_m["eval_loss"])
-        config = (job / "config.yaml").read_text()
+        config = (job / "train/run_config.yaml").read_text()
         assert f"lora_dropout: {row['variant.lora.lora_dropout']}" in config
+        assert "variant: v2" in config and row["base_variant"] == "v2"
         assert (job / "train/adapter/adapter_model.safetensors").exists()
     assert (sweep_dir / "heatmap.png").stat().st_size > 1000 and (sweep_dir / "summary.md").exists()
 

@@ -1,6 +1,6 @@
 import json
 
-from medsft.tokenizer import build_offline_qwen3_tokenizer
+from medsft.data.tokenizer import build_offline_qwen3_tokenizer
 
 
 def test_special_token_ids_are_qwen3s():

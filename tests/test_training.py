@@ -7,10 +7,11 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from medsft.config import load_config
-from medsft.history import HISTORY_COLUMNS
-from medsft.modeling import load_adapter
-from medsft.training import train_variant
+from medsft.core.config import load_config
+from medsft.core.history import HISTORY_COLUMNS
+from medsft.core.spec import RunSpec
+from medsft.modeling.loading import load_adapter
+from medsft.train.trainer import train_variant
 from tests.conftest import ROOT
 
 RECORDS = [
@@ -76,17 +77,18 @@ def test_reloaded_adapter_gives_the_trained_logits(trained_v2):
     cfg, out, _ = trained_v2
     from peft import PeftModel
 
-    from medsft.modeling import load_model_and_tokenizer
+    from medsft.modeling.loading import load_model_and_tokenizer
 
-    model, tok = load_adapter(cfg.model, str(out / "adapter"))
+    spec = RunSpec.read(out)
+    model, tok = load_adapter(spec.model, out / "adapter")
     ids = torch.tensor([tok("糖尿病的诊断标准是什么？", add_special_tokens=False)["input_ids"]])
     with torch.no_grad():
         reloaded = model(input_ids=ids).logits
-        base, _ = load_model_and_tokenizer(cfg.model)
+        base, _ = load_model_and_tokenizer(spec.model)
         plain = base(input_ids=ids).logits
     assert not torch.allclose(reloaded, plain), "the adapter changed nothing"
     # Loading the saved weights into a freshly wrapped model reproduces the same logits.
-    base2, _ = load_model_and_tokenizer(cfg.model)
+    base2, _ = load_model_and_tokenizer(spec.model)
     again = PeftModel.from_pretrained(base2, str(out / "adapter")).eval()
     with torch.no_grad():
         assert torch.equal(again(input_ids=ids).logits, reloaded)
@@ -114,3 +116,29 @@ def test_same_config_and_seed_give_identical_histories(tmp_path):
     other = load_config(FAST + ["variants.v2.training.seed=7"], path=ROOT / "params.yaml")
     train_variant(other, "v2", RECORDS[:10], RECORDS[10:], tmp_path / "c")
     assert not pd.read_csv(tmp_path / "c" / "history.csv")["loss"].equals(first["loss"])
+
+
+def test_train_owns_term_masking_and_reports_the_masks_it_applied(tmp_path, monkeypatch):
+    from medsft.train import datasets
+
+    applied: dict[tuple[int, str], int] = {}
+    original = datasets.augment_for_epoch
+
+    def recording(record, settings, lexicon, seed, epoch):
+        out, masks = original(record, settings, lexicon, seed, epoch)
+        applied[(epoch, record["question"])] = len(masks)
+        return out, masks
+
+    monkeypatch.setattr(datasets, "augment_for_epoch", recording)
+    records = [{**r, "question": f"第{i}例糖尿病患者多尿，需排除高血压吗？"} for i, r in enumerate(RECORDS)]
+    # 10 records, batch 2: 10 steps are exactly two epochs, so every record is seen in each.
+    overrides = [*FAST, "model.training.max_steps=10", "variants.v3.augment.term_masking.probability=0.5"]
+    cfg = load_config(overrides, path=ROOT / "params.yaml")
+    train_variant(cfg, "v3", records[:10], records[10:], tmp_path)
+    report = json.loads((tmp_path / "masking.json").read_text())
+    assert [e["epoch"] for e in report["epochs"]] == [0, 1]
+    for entry in report["epochs"]:
+        seen = {q: n for (epoch, q), n in applied.items() if epoch == entry["epoch"]}
+        assert len(seen) == 10
+        assert entry["records_masked"] == sum(1 for n in seen.values() if n) > 0
+        assert entry["terms_masked"] == sum(seen.values())

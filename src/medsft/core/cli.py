@@ -1,0 +1,66 @@
+"""Shared command-line handling of the stage entry points."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from omegaconf import DictConfig
+
+from medsft.core.config import ConfigError, load_config, require_variant
+from medsft.core.runtime import keep_large_allocations
+
+
+def setup_logging() -> None:
+    """INFO logs with the time and the logger's name (the stages' progress lines)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def parse_args(argv: list[str] | None, positional: int = 0, usage: str = "") -> tuple[list[str], DictConfig]:
+    """Split ``argv`` into ``positional`` names and ``key=value`` overrides of params.yaml.
+
+    Exits with status 2 and the usage line on a malformed command line or an invalid config.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    setup_logging()
+    if any(a in ("-h", "--help") for a in args):
+        print(usage)
+        raise SystemExit(0)
+    keep_large_allocations()
+    names = [a for a in args if "=" not in a]
+    overrides = [a for a in args if "=" in a]
+    if len(names) != positional:
+        print(f"error: expected {positional} name(s), got {names}\n{usage}", file=sys.stderr)
+        raise SystemExit(2)
+    try:
+        cfg = load_config(overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return names, cfg
+
+
+def parse_variant_args(argv: list[str] | None, usage: str = "") -> tuple[str, DictConfig]:
+    """``parse_args`` for the stages that take one VARIANT; exits with status 2 on an unknown one."""
+    (variant,), cfg = parse_args(argv, positional=1, usage=usage)
+    try:
+        require_variant(cfg, variant)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return variant, cfg
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code`` (no traceback)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def require_inputs(*inputs: tuple[Path, str]) -> None:
+    """Exit with a one-line error for the first missing input, naming the stage that writes it."""
+    for path, stage in inputs:
+        if not Path(path).exists():
+            fail(f"{path}: not found; it is written by the {stage} stage (run: dvc repro {stage})")

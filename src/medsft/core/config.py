@@ -1,0 +1,293 @@
+"""Typed schema of the composed config (``params.yaml``) and its loading.
+
+Our own sections are dataclasses merged with OmegaConf, so a misspelt key or a wrong type
+fails with the key's full name. ``lora``, ``training`` and ``quantization`` hold the fields
+of ``peft.LoraConfig``, ``transformers.TrainingArguments`` and
+``transformers.BitsAndBytesConfig`` unchanged; they are checked against those classes'
+own field lists and annotations, so the schema follows the installed library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from peft import LoraConfig
+from transformers import BitsAndBytesConfig, TrainingArguments
+
+PARAMS_FILE = Path("params.yaml")
+
+# Allowed values of our own string keys (OmegaConf 2.3 cannot type Literal fields).
+CHOICES = {
+    "data.source": ("local", "huggingface", "modelscope"),
+    "split.method": ("hash", "seed_shuffle"),
+    "tracking.mode": ("offline", "online", "local", "disabled"),
+    "format.target_style": ("qwen3", "seed"),
+    "report.lang": ("zh", "en"),
+}
+
+
+class ConfigError(ValueError):
+    """The config is invalid; the message names the key."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = "tiny"
+    # Hub id or local directory; null builds the Qwen3 architecture from ``config``.
+    pretrained_model_name_or_path: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    init_seed: int = 0
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    quantization: dict[str, Any] | None = None
+    max_length: int = 2048
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    # local: the JSONL/JSON file at path; huggingface / modelscope: dataset_id from that hub.
+    source: str = "local"
+    path: str = "data/raw/medical_qa_sample.jsonl"
+    dataset_id: str | None = None
+    dataset_split: str = "train"
+    max_reject_fraction: float = 0.05
+    max_record_chars: int = 20000
+
+
+@dataclass
+class SplitConfig:
+    method: str = "hash"
+    val_fraction: float = 0.1
+    seed: int = 42
+
+
+@dataclass
+class TrackingConfig:
+    mode: str = "offline"
+    project: str = "qwen3-medical-sft"
+    logdir: str = "swanlog"
+
+
+@dataclass
+class TermMaskingConfig:
+    # Share of records masked in each epoch (the seed report proposed 0.15; the real V3 ran 0.1).
+    probability: float = 0.0
+    max_terms: int = 2
+    # question (default), think or answer; see medsft.data.augmentation for why targets are risky.
+    field: str = "question"
+    # 0-based epoch from which typed masks replace [MASK].
+    typed_from_epoch: int = 1
+
+
+@dataclass
+class VariantAugmentConfig:
+    knowledge_injection: bool = False
+    term_masking: TermMaskingConfig = field(default_factory=TermMaskingConfig)
+
+
+@dataclass
+class VariantConfig:
+    lora: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    augment: VariantAugmentConfig = field(default_factory=VariantAugmentConfig)
+
+
+@dataclass
+class DivergenceConfig:
+    # Stop when a logged loss exceeds this multiple of the first logged loss.
+    max_loss_ratio: float = 4.0
+    # Stop after this many consecutive logs with a gradient norm of exactly 0 (0: never).
+    zero_grad_norm_logs: int = 3
+
+
+@dataclass
+class FormatConfig:
+    system_prompt: str = "你是一个医学专家，你需要根据用户的问题，给出带有思考的回答。"
+    target_style: str = "qwen3"
+
+
+@dataclass
+class PrepareConfig:
+    out_dir: str = "data/prepared"
+
+
+@dataclass
+class AugmentConfig:
+    out_dir: str = "data/augmented"
+    lexicon: str = "conf/lexicon/medical.yaml"
+    seed: int = 42
+
+
+@dataclass
+class EvaluateConfig:
+    probes: str | None = "conf/probes.yaml"
+    # A generated term is rare when fewer training records than this contain it.
+    rare_term_threshold: int = 3
+    num_generations: int = 4
+    max_new_tokens: int = 48
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+
+@dataclass
+class ReportConfig:
+    out_dir: str = "reports"
+    lang: str = "zh"
+    # Runs made elsewhere, name -> trainer_state.json or a folder holding one; when set, the
+    # report covers these runs instead of the DAG's variants.
+    runs: dict[str, str] = field(default_factory=dict)
+    phase_steps: int = 100
+    plateau_tolerance: float = 0.01
+    claims: str | None = "conf/claims/seed_report.yaml"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    variants: dict[str, VariantConfig] = field(default_factory=dict)
+    format: FormatConfig = field(default_factory=FormatConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
+    divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    sweep_name: str = "ci"
+
+
+def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FILE) -> DictConfig:
+    """Read ``params.yaml``, apply ``key=value`` overrides, validate, and return it.
+
+    Overrides use OmegaConf's dotlist syntax (``data.path=FILE``); they are checked like
+    the file itself, so ``prepare.outdir=X`` fails naming ``prepare.outdir``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the repository root)")
+    raw = OmegaConf.load(path)
+    if overrides:
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
+    return validate(raw, source=str(path))
+
+
+def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
+    """Check ``raw`` against the schema; raise :class:`ConfigError` naming the bad key."""
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), raw)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        message = str(err.msg).splitlines()[0]  # OmegaConf appends full_key/object_type lines
+        raise ConfigError(f"{source}: invalid key {key!r}: {message}") from None
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key}: {value!r} is not one of {list(allowed)}")
+    for name, variant in cfg.variants.items():
+        masking = variant.augment.term_masking
+        if masking.field not in ("question", "think", "answer"):
+            raise ConfigError(
+                f"{source}: variants.{name}.augment.term_masking.field: {masking.field!r} is not one of "
+                "['question', 'think', 'answer']"
+            )
+        if not 0 <= masking.probability <= 1:
+            raise ConfigError(f"{source}: variants.{name}.augment.term_masking.probability must be in [0, 1]")
+        _check_library_fields(variant.lora, LoraConfig, f"variants.{name}.lora", source)
+        _check_library_fields(variant.training, TrainingArguments, f"variants.{name}.training", source)
+    _check_library_fields(cfg.model.training, TrainingArguments, "model.training", source)
+    if cfg.model.quantization is not None:
+        _check_library_fields(cfg.model.quantization, _bnb_config_fields(), "model.quantization", source)
+    if not cfg.divergence.max_loss_ratio > 1:
+        raise ConfigError(f"{source}: divergence.max_loss_ratio must be > 1, got {cfg.divergence.max_loss_ratio}")
+    if cfg.divergence.zero_grad_norm_logs < 0:
+        raise ConfigError(f"{source}: divergence.zero_grad_norm_logs must be >= 0")
+    if not 0 < cfg.split.val_fraction < 1:
+        raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
+    return cfg
+
+
+def require_variant(cfg: DictConfig, variant: str) -> None:
+    """Raise :class:`ConfigError` naming the defined variants when ``variant`` is not one."""
+    if variant not in cfg.variants:
+        raise ConfigError(f"unknown variant {variant!r}; params.yaml defines {sorted(cfg.variants)}")
+
+
+# --- library field checks -------------------------------------------------------------
+
+
+def _bnb_config_fields() -> dict[str, Any]:
+    """BitsAndBytesConfig is no dataclass: its fields are its __init__ parameters."""
+    params = inspect.signature(BitsAndBytesConfig.__init__).parameters
+    return {n: p.annotation for n, p in params.items() if n not in ("self", "kwargs")}
+
+
+def _check_library_fields(section: Any, spec: type | dict[str, Any], key: str, source: str) -> None:
+    values = OmegaConf.to_container(section, resolve=True) if section is not None else {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {key} must be a mapping, got {type(values).__name__}")
+    if isinstance(spec, dict):
+        fields, owner = spec, "BitsAndBytesConfig"
+    else:
+        hints = typing.get_type_hints(spec)
+        fields = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(spec) if f.init}
+        owner = spec.__name__
+    for name, value in values.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: {key}.{name}: not a field of {owner}{hint}")
+        if not _matches(value, fields[name]):
+            raise ConfigError(
+                f"{source}: {key}.{name}: {value!r} ({type(value).__name__}) does not fit "
+                f"{owner}.{name}: {_type_name(fields[name])}"
+            )
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """A lenient isinstance for annotations: unknown shapes pass, clear mismatches fail."""
+    if annotation is Any or annotation is typing.Any or annotation is dataclasses.MISSING:
+        return True
+    if isinstance(annotation, str):  # an unresolved forward reference
+        return True
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, set) or annotation in (list, tuple, set):
+        return isinstance(value, (list, tuple))
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if isinstance(annotation, type) and issubclass(annotation, str):  # str enums
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")

@@ -1,0 +1,135 @@
+"""The resolved spec of one run: the settings train actually used, read by every later consumer.
+
+``params.yaml`` says what a variant asks for; the model profile then scales it to the hardware.
+The rule is one: **the profile's ``model.training`` fields replace the variant's**
+(``max_steps``, batch sizes, precision… on ``tiny``). Every replaced value is listed in the
+spec's ``profile_overrides`` with both values, logged when training starts, and shown in the
+report; to change such a value, set it in ``model.training`` (e.g.
+``dvc exp run -S model.training.per_device_train_batch_size=8``).
+
+Train writes the spec as ``runs/<variant>/train/run_config.yaml``; evaluate, chat, export, the
+model card and the sweep read it instead of looking the variant up in the config again, the
+same way an imported run's ``run_config.yaml`` is read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from medsft.core.config import require_variant
+from medsft.core.io import atomic_write_text
+
+SPEC_FILE = "run_config.yaml"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short hash of JSON-serialisable parts (config, data) that identifies them."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
+def base_model_id(model: dict[str, Any]) -> str:
+    """The identity of a profile's base model: its hub id or local path, or for the seeded
+    architecture (no checkpoint) a name fixed by its config and init seed."""
+    if model.get("pretrained_model_name_or_path"):
+        return str(model["pretrained_model_name_or_path"])
+    digest = hashlib.sha256(json.dumps([model["config"], model["init_seed"]], sort_keys=True).encode()).hexdigest()
+    return f"medsft/tiny-qwen3-{digest[:12]}"
+
+
+@dataclass
+class RunSpec:
+    """What one run used: ``lora`` = ``peft.LoraConfig`` fields, ``training`` =
+    ``transformers.TrainingArguments`` fields (the profile's on top of the variant's),
+    ``augment`` = our augmentation with its seed and lexicon, ``format``, and the ``model``
+    profile with its ``base_model_id``."""
+
+    variant: str
+    model: dict[str, Any]
+    format: dict[str, Any]
+    lora: dict[str, Any]
+    training: dict[str, Any]
+    augment: dict[str, Any]
+    # TrainingArguments field -> {"variant": asked, "profile": used}
+    profile_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def base_model_id(self) -> str:
+        return self.model["base_model_id"]
+
+    @property
+    def max_length(self) -> int:
+        return int(self.model["max_length"])
+
+    @property
+    def term_masking(self) -> bool:
+        return float(self.augment["term_masking"]["probability"]) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), allow_unicode=True, sort_keys=True, default_flow_style=False)
+
+    def write(self, path: str | Path) -> None:
+        atomic_write_text(path, self.to_yaml())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "run spec") -> RunSpec:
+        missing = [f for f in ("variant", "model", "format", "lora", "training", "augment") if f not in data]
+        if missing:
+            raise ValueError(f"{source}: not a run spec of this pipeline (missing {missing})")
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @classmethod
+    def read(cls, path: str | Path) -> RunSpec:
+        """The spec in ``path`` (a ``run_config.yaml``, or a run folder holding one)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no run spec (train writes it; run: dvc repro train@<variant>)")
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a run spec (expected a mapping)")
+        return cls.from_dict(data, source=str(path))
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def resolve_spec(cfg: DictConfig, variant: str, variant_cfg: DictConfig | None = None) -> RunSpec:
+    """The spec of ``variant`` under ``cfg``'s model profile (``variant_cfg`` replaces the
+    variant's section, as a sweep point does)."""
+    if variant_cfg is None:
+        require_variant(cfg, variant)
+        variant_cfg = cfg.variants[variant]
+    asked = _plain(variant_cfg.training) or {}
+    profile = _plain(cfg.model.training) or {}
+    overrides = {
+        key: {"variant": asked[key], "profile": value}
+        for key, value in sorted(profile.items())
+        if key in asked and asked[key] != value
+    }
+    model = {k: v for k, v in _plain(cfg.model).items() if k != "training"}
+    model["base_model_id"] = base_model_id(model)
+    augment = _plain(variant_cfg.augment)
+    augment.update(seed=cfg.augment.seed, lexicon=cfg.augment.lexicon)
+    return RunSpec(
+        variant=variant,
+        model=model,
+        format=_plain(cfg.format),
+        lora=_plain(variant_cfg.lora),
+        training={**asked, **profile},
+        augment=augment,
+        profile_overrides=overrides,
+    )

@@ -1,0 +1,187 @@
+"""Reading, validating and splitting QA records (the delicate_medical_r1_data schema).
+
+Every record is accepted unchanged or rejected with its source line, the field and the
+reason; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REQUIRED_FIELDS = ("question", "think", "answer")
+TEXT_FIELDS = ("instruction", "question", "think", "answer")
+
+
+@dataclass
+class Reject:
+    """A record that failed validation, kept with where and why."""
+
+    line: int
+    field: str | None
+    reason: str
+    raw: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"line": self.line, "field": self.field, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class ReadResult:
+    accepted: list[dict[str, Any]]
+    rejects: list[Reject]
+    source: str
+
+    @property
+    def total(self) -> int:
+        return len(self.accepted) + len(self.rejects)
+
+
+def normalise_question(text: str) -> str:
+    """NFKC, no whitespace, lower case: two questions equal under this are duplicates."""
+    return "".join(unicodedata.normalize("NFKC", text).split()).lower()
+
+
+def validate_record(obj: Any, max_record_chars: int) -> tuple[str | None, str] | None:
+    """Return ``(field, reason)`` for an invalid record, ``None`` for a valid one."""
+    if not isinstance(obj, dict):
+        return None, f"not a JSON object ({type(obj).__name__})"
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            return name, "missing field"
+    for name in TEXT_FIELDS:
+        if name not in obj:
+            continue
+        if not isinstance(obj[name], str):
+            return name, f"not a string ({type(obj[name]).__name__})"
+        if name in REQUIRED_FIELDS and not obj[name].strip():
+            return name, "empty after stripping"
+    size = sum(len(obj[n]) for n in TEXT_FIELDS if n in obj)
+    if size > max_record_chars:
+        return None, f"over-long: {size} characters > max_record_chars={max_record_chars}"
+    return None
+
+
+def read_records(path: str | Path, max_record_chars: int = 20000) -> ReadResult:
+    """Read a JSONL file (or a JSON array) of records, validating each one.
+
+    Lines are decoded one by one, so a line with invalid UTF-8 is rejected on its own.
+    A record whose normalised question was already accepted is rejected as a duplicate,
+    naming the line of the first one.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: data file not found (data.path)")
+    data = path.read_bytes()
+    if path.suffix == ".json" and data.lstrip()[:1] == b"[":
+        try:
+            items = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a valid JSON array ({err})") from None
+        return validate_items(((i + 1, item) for i, item in enumerate(items)), max_record_chars, str(path))
+    return validate_items(_jsonl_lines(data), max_record_chars, str(path))
+
+
+def _jsonl_lines(data: bytes) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object or a Reject) for each non-blank line."""
+    for i, raw in enumerate(data.split(b"\n")):
+        raw_bytes = raw.rstrip(b"\r")
+        if not raw_bytes.strip():
+            continue
+        try:
+            text = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError as err:
+            yield i + 1, Reject(i + 1, None, f"invalid UTF-8 at byte {err.start}", raw_bytes.decode("utf-8", "replace"))
+            continue
+        try:
+            yield i + 1, json.loads(text)
+        except json.JSONDecodeError as err:
+            yield i + 1, Reject(i + 1, None, f"invalid JSON: {err.msg} at column {err.colno}", text)
+
+
+def validate_items(items: Iterable[tuple[int, Any]], max_record_chars: int, source: str) -> ReadResult:
+    """Validate (line, object) pairs: each object is accepted unchanged or rejected with why."""
+    accepted: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    seen: dict[str, int] = {}
+    for lineno, obj in items:
+        if isinstance(obj, Reject):
+            rejects.append(obj)
+            continue
+        raw_text = json.dumps(obj, ensure_ascii=False)
+        problem = validate_record(obj, max_record_chars)
+        if problem is not None:
+            rejects.append(Reject(lineno, problem[0], problem[1], raw_text))
+            continue
+        key = normalise_question(obj["question"])
+        if key in seen:
+            rejects.append(Reject(lineno, "question", f"duplicate of line {seen[key]}", raw_text))
+            continue
+        seen[key] = lineno
+        accepted.append(obj)
+    return ReadResult(accepted, rejects, source)
+
+
+def load_source(
+    source: str, path: str, dataset_id: str | None, dataset_split: str, max_record_chars: int
+) -> ReadResult:
+    """Records from ``data.source``: a local file, a Hugging Face or a ModelScope dataset id.
+
+    Hub records are validated like file lines; their "line" is the row number in the split.
+    """
+    if source == "local":
+        return read_records(path, max_record_chars)
+    if not dataset_id:
+        raise ValueError(f"data.source={source} needs data.dataset_id (e.g. krisfu/delicate_medical_r1_data)")
+    if source == "huggingface":
+        from datasets import load_dataset
+
+        rows = load_dataset(dataset_id, split=dataset_split)
+    elif source == "modelscope":
+        try:
+            from modelscope.msdatasets import MsDataset
+        except ImportError as err:
+            raise ImportError(
+                "data.source=modelscope needs the optional extra 'modelscope': pip install -e '.[modelscope]'"
+            ) from err
+        rows = MsDataset.load(dataset_id, split=dataset_split)
+    else:
+        raise ValueError(f"data.source: unknown source {source!r} (local | huggingface | modelscope)")
+    return validate_items(
+        ((i + 1, dict(row)) for i, row in enumerate(rows)), max_record_chars, f"{source}:{dataset_id}[{dataset_split}]"
+    )
+
+
+def stable_bucket(question: str) -> float:
+    """A number in [0, 1) fixed by the normalised question alone."""
+    digest = hashlib.sha256(normalise_question(question).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_records(
+    records: list[dict[str, Any]], method: str, val_fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split into (train, val).
+
+    ``hash``: a record goes to val when the hash of ``seed`` and its normalised question falls
+    below ``val_fraction``, so adding records never moves existing ones. ``seed_shuffle``: the
+    original code, ``random.seed(seed)``, shuffle, first ``1 - val_fraction`` to train.
+    """
+    if method == "hash":
+        train, val = [], []
+        for rec in records:
+            (val if stable_bucket(f"{seed}\x00{rec['question']}") < val_fraction else train).append(rec)
+        return train, val
+    if method == "seed_shuffle":
+        shuffled = list(records)
+        random.seed(seed)
+        random.shuffle(shuffled)
+        cut = int(len(shuffled) * (1 - val_fraction))
+        return shuffled[:cut], shuffled[cut:]
+    raise ValueError(f"split.method: unknown method {method!r} (hash | seed_shuffle)")

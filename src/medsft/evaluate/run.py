@@ -1,0 +1,179 @@
+"""Evaluating a trained adapter: token-weighted loss on the validation split, and generations.
+
+The run is described by its spec (``run_config.yaml``, written by train): the base model,
+the format and the eval batch size come from there, not from the config again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from medsft.core.io import atomic_write_json, write_jsonl
+from medsft.core.spec import RunSpec
+from medsft.data.augmentation import load_lexicon
+from medsft.data.formatting import IGNORE_INDEX, Encoded, encode_records, prompt_text
+from medsft.evaluate.metrics import score_replies, term_document_frequency
+from medsft.modeling.loading import load_adapter
+
+
+@torch.no_grad()
+def token_weighted_loss(model, encoded: Encoded, batch_size: int, pad_token_id: int) -> dict[str, float]:
+    """Mean cross-entropy over all target tokens of the split (each token weighs the same).
+
+    Uses the training label mask (prompt tokens are -100), so it is the quantity the
+    training loss estimates, averaged over tokens rather than over batches.
+    """
+    device = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded.input_ids[i]))  # less padding
+    for start in tqdm(range(0, len(order), batch_size), desc="eval loss", leave=False):
+        idx = order[start : start + batch_size]
+        width = max(len(encoded.input_ids[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad_token_id, dtype=torch.long)
+        labels = torch.full((len(idx), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(idx), width), dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(encoded.input_ids[i])
+            ids[row, :n] = torch.tensor(encoded.input_ids[i])
+            labels[row, :n] = torch.tensor(encoded.labels[i])
+            mask[row, :n] = 1
+        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(device)
+        nll = torch.nn.functional.cross_entropy(
+            shift_logits.reshape(-1, shift_logits.size(-1)),
+            shift_labels.reshape(-1),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
+        )
+        total_nll += nll.item()
+        total_tokens += int((shift_labels != IGNORE_INDEX).sum())
+    if total_tokens == 0:
+        raise ValueError("no target tokens to evaluate (every example truncated away?)")
+    loss = total_nll / total_tokens
+    return {"eval_loss": loss, "perplexity": math.exp(loss), "eval_target_tokens": total_tokens}
+
+
+@torch.no_grad()
+def generate_answers(
+    model,
+    tokenizer,
+    questions: Sequence[str],
+    system_prompt: str,
+    batch_size: int,
+    max_new_tokens: int,
+    do_sample: bool = False,
+    temperature: float = 0.7,
+    top_p: float = 0.95,
+    seed: int = 42,
+    token_counts: list[int] | None = None,
+) -> list[str]:
+    """Generate replies in left-padded batches, stopping at ``<|im_end|>``.
+
+    Greedy by default (reproducible); with ``do_sample`` the sampling is seeded.
+    Returns the decoded text after the prompt, special tokens kept up to the stop token;
+    the number of tokens generated for each reply is appended to ``token_counts`` if given.
+    """
+    device = next(model.parameters()).device
+    stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id = tokenizer.pad_token_id
+    outputs: list[str] = []
+    if do_sample:
+        torch.manual_seed(seed)
+    for start in tqdm(range(0, len(questions), batch_size), desc="generate", leave=False):
+        batch = [prompt_text(q, system_prompt) for q in questions[start : start + batch_size]]
+        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        width = max(len(e) for e in encoded)
+        ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, e in enumerate(encoded):
+            ids[row, width - len(e) :] = torch.tensor(e)
+            mask[row, width - len(e) :] = 1
+        sampling: dict[str, Any] = {"do_sample": do_sample}
+        if do_sample:
+            sampling.update(temperature=temperature, top_p=top_p)
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            eos_token_id=stop_id,
+            pad_token_id=pad_id,
+            **sampling,
+        )
+        for row in out[:, width:].tolist():
+            if stop_id in row:
+                row = row[: row.index(stop_id)]
+            if token_counts is not None:
+                token_counts.append(len(row))
+            outputs.append(tokenizer.decode(row, skip_special_tokens=False))
+    return outputs
+
+
+def evaluate_run(
+    spec: RunSpec,
+    adapter_dir: str | Path,
+    val: list[dict[str, Any]],
+    train: list[dict[str, Any]],
+    settings: dict[str, Any],
+    lexicon_path: str | Path,
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Evaluate a trained adapter and write ``metrics.json``, ``generations.jsonl`` and
+    ``probes.jsonl`` under ``out_dir``; return the metrics.
+
+    Eval loss on the validation split (token-weighted), answer-quality metrics of greedy (or
+    seeded sampled) replies to the first ``num_generations`` validation questions, and
+    replies to the probe questions. ``settings``: the ``evaluate`` config section.
+    """
+    fmt = spec.format
+    lexicon = load_lexicon(lexicon_path)
+    batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
+    model, tokenizer = load_adapter(spec.model, adapter_dir)
+
+    encoded = encode_records(val, tokenizer, fmt["system_prompt"], fmt["target_style"], spec.max_length)
+    metrics: dict[str, Any] = token_weighted_loss(model, encoded, batch_size, tokenizer.pad_token_id)
+
+    def generate(questions: list[str]) -> list[str]:
+        return generate_answers(
+            model,
+            tokenizer,
+            questions,
+            fmt["system_prompt"],
+            batch_size,
+            settings["max_new_tokens"],
+            settings["do_sample"],
+            settings["temperature"],
+            settings["top_p"],
+        )
+
+    held_out = val[: settings["num_generations"]]
+    outputs = generate([r["question"] for r in held_out])
+    train_df = term_document_frequency((f"{r['think']}{r['answer']}" for r in train), lexicon)
+    items, summary = score_replies(
+        outputs, [r["answer"] for r in held_out], lexicon, train_df, settings["rare_term_threshold"]
+    )
+    out = Path(out_dir)
+    write_jsonl(
+        out / "generations.jsonl",
+        (
+            {"question": r["question"], "reference": r["answer"], "output": o, "scores": s}
+            for r, o, s in zip(held_out, outputs, items, strict=True)
+        ),
+    )
+    probes = []
+    if settings.get("probes"):
+        with open(settings["probes"], encoding="utf-8") as fh:
+            probes = yaml.safe_load(fh)["probes"]
+        answers = generate([p["question"] for p in probes])
+        probes = [{**p, "output": a} for p, a in zip(probes, answers, strict=True)]
+    write_jsonl(out / "probes.jsonl", probes)
+    metrics.update(summary)
+    metrics.update(num_generations=len(outputs), decoding="sampling" if settings["do_sample"] else "greedy")
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics

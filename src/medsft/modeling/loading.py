@@ -1,0 +1,146 @@
+"""Loading a run's base model (``RunSpec.model``) and wrapping it with a LoRA adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM
+
+from medsft.core.spec import base_model_id
+from medsft.data.tokenizer import load_tokenizer
+
+
+class BaseModelMismatch(ValueError):
+    """An adapter is loaded on a base model other than the one it was trained on."""
+
+
+def build_tiny_qwen3(config: dict[str, Any], init_seed: int) -> PreTrainedModel:
+    """``Qwen3ForCausalLM`` from a small config with a seeded init (same seed, same weights)."""
+    fields = {"bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643, **config}
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(init_seed)
+    try:
+        model = Qwen3ForCausalLM(Qwen3Config(**fields))
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.config._name_or_path = base_model_id({"config": config, "init_seed": init_seed})
+    return model
+
+
+def quantization_config(model: dict[str, Any]) -> BitsAndBytesConfig | None:
+    """``BitsAndBytesConfig`` from the profile's ``quantization`` fields, or ``None``."""
+    fields = model.get("quantization")
+    if not fields:
+        return None
+    try:
+        import bitsandbytes  # noqa: F401  (optional at import time: only quantized profiles need it)
+    except ImportError as err:
+        raise ImportError("model.quantization needs bitsandbytes (pip install bitsandbytes)") from err
+    return BitsAndBytesConfig(**fields)
+
+
+def default_device_map() -> dict[str, int] | None:
+    """The whole model on this process's GPU (``LOCAL_RANK`` under accelerate/torchrun), or
+    ``None`` on a machine without CUDA. 4-bit weights must be placed at load time."""
+    if not torch.cuda.is_available():
+        return None
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
+
+
+def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: bool = True) -> PreTrainedModel:
+    """The profile's base model: a hub id or local directory, or the seeded tiny Qwen3.
+
+    A tiny model with ``quantization`` set is saved to a temporary directory and reloaded
+    through ``from_pretrained``, so 4-bit loading follows the same path as a real checkpoint.
+    ``quantize=False`` loads it unquantized in the profile's dtype (for merging).
+    """
+    dtype = getattr(torch, model["dtype"])
+    quant = quantization_config(model) if quantize else None
+    device_map = device_map if device_map is not None else default_device_map()
+    source = model.get("pretrained_model_name_or_path")
+    if source is None:
+        tiny = build_tiny_qwen3(model["config"], model["init_seed"])
+        if quant is None:
+            tiny = tiny.to(dtype)
+            return tiny.to(f"cuda:{device_map['']}") if device_map else tiny
+        with tempfile.TemporaryDirectory(prefix="tiny-qwen3-") as tmp:
+            tiny.save_pretrained(tmp)
+            quantized = AutoModelForCausalLM.from_pretrained(
+                tmp, dtype=dtype, quantization_config=quant, device_map=device_map
+            )
+        quantized.config._name_or_path = tiny.config._name_or_path
+        return quantized
+    return AutoModelForCausalLM.from_pretrained(
+        source,
+        dtype=dtype,
+        quantization_config=quant,
+        device_map=device_map,
+        trust_remote_code=bool(model.get("trust_remote_code", False)),
+    )
+
+
+def load_model_and_tokenizer(model: dict[str, Any], device_map: Any = None, quantize: bool = True):
+    """``(model, tokenizer)`` of a profile."""
+    tokenizer = load_tokenizer(model.get("pretrained_model_name_or_path"), bool(model.get("trust_remote_code")))
+    return load_base_model(model, device_map=device_map, quantize=quantize), tokenizer
+
+
+def add_lora(model: PreTrainedModel, lora: dict[str, Any], gradient_checkpointing: bool):
+    """Wrap ``model`` with a fresh LoRA adapter built from ``peft.LoraConfig`` fields."""
+    if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    return get_peft_model(model, LoraConfig(**lora))
+
+
+def adapter_base(adapter_dir: str | Path) -> str | None:
+    """The base model an adapter folder records (``base_model_name_or_path``)."""
+    config_file = Path(adapter_dir) / "adapter_config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json (not a trained adapter)")
+    return json.loads(config_file.read_text(encoding="utf-8")).get("base_model_name_or_path")
+
+
+def check_adapter_base(adapter_dir: str | Path, expected: str) -> None:
+    """Raise :class:`BaseModelMismatch` when the adapter records another base than ``expected``."""
+    recorded = adapter_base(adapter_dir)
+    if not recorded:
+        raise BaseModelMismatch(f"{adapter_dir}: the adapter records no base model; retrain it (dvc repro train@…)")
+    if recorded != expected:
+        raise BaseModelMismatch(
+            f"{adapter_dir}: adapter was trained on {recorded!r}, but the model to load is {expected!r}; "
+            "load the base it was trained on"
+        )
+
+
+def load_adapter(model: dict[str, Any], adapter_dir: str | Path):
+    """Base model of the profile with a trained adapter loaded on top, in eval mode.
+
+    The adapter must record this base (:func:`check_adapter_base`); a shape mismatch (a
+    checkpoint of another size) is a one-line :class:`BaseModelMismatch` too.
+    """
+    check_adapter_base(adapter_dir, model["base_model_id"])
+    base, tokenizer = load_model_and_tokenizer(model)
+    try:
+        peft_model = PeftModel.from_pretrained(base, str(adapter_dir))
+    except RuntimeError as err:
+        if "size mismatch" not in str(err):
+            raise
+        first = next(line.strip() for line in str(err).splitlines() if "size mismatch" in line)
+        raise BaseModelMismatch(
+            f"{adapter_dir}: adapter does not fit the base model {model['base_model_id']!r}: {first}"
+        ) from None
+    peft_model.eval()
+    return peft_model, tokenizer
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Trainable and total parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"trainable_params": trainable, "total_params": total}

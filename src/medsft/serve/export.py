@@ -1,0 +1,72 @@
+"""Merging a LoRA adapter into its base model as a standalone model, without deleting what
+the user owns.
+
+A QLoRA adapter was trained against 4-bit NF4 weights. Its deltas cannot be folded into
+4-bit weights without a second rounding, so the export loads the base model again
+unquantized, in the profile's dtype (bf16 for qwen3-1.7b), and merges there: the merged
+weights are the dequantised-precision base plus the LoRA deltas, in full precision. Expect
+small differences from the 4-bit model the adapter was trained with.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from peft import PeftModel
+
+from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.spec import RunSpec
+from medsft.modeling.loading import check_adapter_base, load_model_and_tokenizer
+
+# Written into every export: only a folder holding it may be replaced by a later export.
+EXPORT_MARKER = ".medsft-export.json"
+
+
+class ExportTargetError(ValueError):
+    """The export folder would replace something the export did not create."""
+
+
+def check_export_target(out_dir: str | Path, repo_root: str | Path = ".") -> Path:
+    """Refuse an export folder whose replacement would lose anything the user owns.
+
+    Never the filesystem root, ``$HOME``, the repository or a folder above either; an
+    existing path only when it is an earlier export of this project (it holds
+    ``EXPORT_MARKER``). Returns the folder.
+    """
+    out = Path(out_dir)
+    target = out.resolve()
+    protected = {Path("/").resolve(), Path(repo_root).resolve()}
+    if os.environ.get("HOME"):
+        protected.add(Path(os.environ["HOME"]).resolve())
+    for place in protected:
+        if target == place or target in place.parents:
+            raise ExportTargetError(f"export_dir={out}: is {place} or a folder above it; choose a new folder")
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ExportTargetError(f"export_dir={out}: exists and is not a folder; choose a new folder")
+    if out.exists() and not (out / EXPORT_MARKER).is_file():
+        raise ExportTargetError(
+            f"export_dir={out}: exists and is not an earlier export (no {EXPORT_MARKER}); "
+            "choose a new folder, or remove it yourself"
+        )
+    return out
+
+
+def merge_adapter(spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write a standalone model (safetensors) with its tokenizer into ``out_dir``: loadable by
+    ``AutoModelForCausalLM.from_pretrained`` without peft. ``out_dir`` must pass
+    :func:`check_export_target`."""
+    out = check_export_target(out_dir)
+    check_adapter_base(adapter_dir, spec.base_model_id)
+    base, tokenizer = load_model_and_tokenizer(spec.model, quantize=False)
+    # With modules_to_save, embed_tokens and lm_head were trained as two copies (as the real
+    # V2 did); peft unties them on merge (tie_word_embeddings=False), so both are saved.
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    with atomic_dir(out) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(
+            tmp / EXPORT_MARKER,
+            {"variant": spec.variant, "base_model": spec.base_model_id, "adapter": str(adapter_dir)},
+        )
+    return out

@@ -1,0 +1,287 @@
+"""Supervised fine-tuning of one run with ``transformers.Trainer`` and a LoRA adapter.
+
+Everything the run uses comes from its :class:`~medsft.core.spec.RunSpec`; the spec is
+written beside the outputs as ``run_config.yaml``, with the TrainingArguments fields exactly
+as passed to the Trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import platform
+import resource
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+
+from medsft.core.history import write_history_csv, write_trainer_state
+from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.spec import SPEC_FILE, RunSpec, fingerprint, resolve_spec
+from medsft.data.augmentation import load_lexicon, masking_stats
+from medsft.modeling.card import model_card, write_model_card
+from medsft.modeling.loading import add_lora, load_model_and_tokenizer, parameter_counts
+from medsft.train.callbacks import (
+    DivergenceCallback,
+    EpochCallback,
+    GradGroupNormCallback,
+    HistoryCallback,
+    SwanLabCallback,
+)
+from medsft.train.checkpoints import (
+    CheckpointCommitCallback,
+    clear_checkpoints,
+    last_checkpoint,
+    reset_stale_checkpoints,
+)
+from medsft.train.datasets import EpochAugmentedDataset, encode_dataset
+
+log = logging.getLogger(__name__)
+
+
+def trainer_fields(training: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The TrainingArguments fields of a run: the spec's, plus what the pipeline fixes."""
+    fields = dict(training)
+    fields.update(
+        output_dir=str(out / "checkpoints"),
+        eval_strategy="steps",
+        save_strategy="steps",
+        logging_strategy="steps",
+        report_to=[],
+        include_num_input_tokens_seen="non_padding",
+        # Log a NaN/inf loss as it is (the Trainer would average it away) so the run stops on it.
+        logging_nan_inf_filter=False,
+        remove_unused_columns=False,
+    )
+    fields.setdefault("save_total_limit", 2)
+    fields.setdefault("disable_tqdm", False)
+    fields.setdefault("dataloader_pin_memory", torch.cuda.is_available())
+    return dict(sorted(fields.items()))
+
+
+def hardware_name() -> str:
+    """The GPU's name, or the CPU model from /proc/cpuinfo (the machine type elsewhere)."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def peak_memory_bytes() -> dict[str, int]:
+    """Peak CUDA memory allocated, or the process's peak resident set on CPU."""
+    if torch.cuda.is_available():
+        return {"peak_cuda_allocated_bytes": int(torch.cuda.max_memory_allocated())}
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_cpu_rss_bytes": int(rss) * 1024}
+
+
+def logged_loss_mean(log_history: list[dict[str, Any]]) -> float | None:
+    """Mean training loss over the whole run: each logged window's mean ``loss`` weighted by
+    the optimizer steps it covers. The same for a resumed run as for an uninterrupted one
+    (the Trainer's own ``train_loss`` covers only the steps after a resume)."""
+    total, steps, previous = 0.0, 0, 0
+    for entry in log_history:
+        if "loss" in entry:
+            width = int(entry["step"]) - previous
+            total += float(entry["loss"]) * width
+            steps += width
+            previous = int(entry["step"])
+    return total / steps if steps else None
+
+
+def normalise_adapter_config(adapter_dir: Path, base_model_id: str) -> None:
+    """Rewrite ``adapter_config.json`` with sorted keys and lists (peft writes
+    ``target_modules`` from a set, in an order that changes between processes) and with the
+    base model's identity."""
+    path = adapter_dir / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    config["base_model_name_or_path"] = base_model_id
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def log_profile_overrides(spec: RunSpec) -> None:
+    for key, values in spec.profile_overrides.items():
+        log.info(
+            "%s: training.%s=%r from the model profile replaces the variant's %r (change it with model.training.%s=…)",
+            spec.variant,
+            key,
+            values["profile"],
+            values["variant"],
+            key,
+        )
+
+
+def train_run(
+    spec: RunSpec,
+    train_records: list[dict[str, Any]],
+    val_records: list[dict[str, Any]],
+    out_dir: str | Path,
+    tracking: dict[str, Any] | None = None,
+    divergence: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train the run ``spec`` describes and write its outputs under ``out_dir``.
+
+    Writes ``adapter/`` (safetensors, with a model card), ``run_config.yaml`` (the spec as
+    used), ``history.csv`` and ``trainer_state.json`` (rewritten at every log),
+    ``masking.json`` (the term masks applied per epoch), ``metrics.json``, and checkpoints
+    under ``checkpoints/`` from which a rerun resumes. ``tracking``: the SwanLab settings
+    (``mode``, ``project``, ``logdir``), or ``None``. Returns the metrics.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = replace(spec, training=trainer_fields(spec.training, out))
+    args = TrainingArguments(**spec.training)
+    log_profile_overrides(spec)
+    divergence = divergence or {}
+
+    # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
+    set_seed(args.seed)
+    model, tokenizer = load_model_and_tokenizer(spec.model)
+    model = add_lora(model, spec.lora, args.gradient_checkpointing)
+    counts = parameter_counts(model)
+    log.info(
+        "%s: %s trainable of %s parameters",
+        spec.variant,
+        f"{counts['trainable_params']:,}",
+        f"{counts['total_params']:,}",
+    )
+
+    lexicon = load_lexicon(spec.augment["lexicon"]) if spec.term_masking else None
+    train_ds = (
+        EpochAugmentedDataset(train_records, tokenizer, spec, lexicon)
+        if spec.term_masking
+        else encode_dataset(train_records, tokenizer, spec)
+    )
+    val_ds = encode_dataset(val_records, tokenizer, spec)
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+    callbacks = [
+        GradGroupNormCallback(),
+        HistoryCallback(out / "history.csv", out / "trainer_state.json"),
+        DivergenceCallback(divergence.get("max_loss_ratio", 4.0), divergence.get("zero_grad_norm_logs", 3)),
+        CheckpointCommitCallback(),
+    ]
+    if spec.term_masking:
+        callbacks.append(EpochCallback(train_ds))
+    if tracking and tracking.get("mode", "disabled") != "disabled":
+        callbacks.append(
+            SwanLabCallback(
+                project=tracking["project"],
+                name=spec.variant,
+                mode=tracking["mode"],
+                logdir=str(Path(tracking["logdir"]) / spec.variant),
+                config=spec.to_dict(),
+            )
+        )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    run_id = fingerprint(spec.to_dict(), train_records, val_records)
+    with args.main_process_first(desc="checkpoints"):
+        if args.process_index == 0:
+            # Outputs of an earlier run must not outlive a failure of this one.
+            shutil.rmtree(out / "adapter", ignore_errors=True)
+            for name in ("metrics.json", "masking.json", SPEC_FILE):
+                (out / name).unlink(missing_ok=True)
+        reset_stale_checkpoints(out / "checkpoints", run_id)
+    resume = last_checkpoint(out / "checkpoints")
+    start_tokens, start_step = 0, 0
+    if resume:
+        log.info("%s: resuming from %s", spec.variant, resume)
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        start_tokens = int(state.get("num_input_tokens_seen", 0))
+        start_step = int(state.get("global_step", 0))
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    history = trainer.state.log_history
+    if not any("eval_loss" in e and e["step"] == trainer.state.global_step for e in history):
+        trainer.evaluate()  # the last step fell between two evaluations
+    wall = time.perf_counter() - start
+    # Evaluation inside the loop is not training: its time is reported apart.
+    eval_seconds = sum(e["eval_runtime"] for e in history if "eval_runtime" in e and e["step"] > start_step)
+    train_losses = [e["loss"] for e in history if "loss" in e]
+    eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
+    epochs_entered = max(1, math.ceil(trainer.state.epoch or 0))
+    masking = {
+        **spec.augment["term_masking"],
+        "epochs": masking_stats(train_records, spec.augment, lexicon, spec.augment["seed"], epochs_entered),
+    }
+    tokens = trainer.state.num_input_tokens_seen
+    train_seconds = max(wall - eval_seconds, 0.0)
+    metrics = {
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_eval_loss": eval_losses[-1],
+        "train_loss_mean": logged_loss_mean(history),
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_tokens": int(tokens),
+        **counts,
+        # Wall-time figures of this process (a resumed run did part of the work before).
+        "wall_seconds": wall,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "tokens_per_second": (tokens - start_tokens) / train_seconds if train_seconds > 0 else None,
+        **peak_memory_bytes(),
+        "device": str(args.device),
+        "hardware": hardware_name(),
+        "cpu_count": os.cpu_count(),
+        "resumed_from": resume,
+    }
+    if trainer.is_world_process_zero():
+        with atomic_dir(out / "adapter") as tmp:
+            trainer.model.save_pretrained(tmp, safe_serialization=True)
+            normalise_adapter_config(tmp, spec.base_model_id)
+            write_model_card(tmp, model_card(spec))
+        # A final evaluation may have been appended: keep the files in step with the state.
+        write_history_csv(out / "history.csv", history)
+        write_trainer_state(out / "trainer_state.json", trainer.state)
+        atomic_write_json(out / "masking.json", masking)
+        spec.write(out / SPEC_FILE)
+        atomic_write_json(out / "metrics.json", metrics)
+        # Checkpoints only serve to resume an interrupted run: a finished run drops them, so
+        # a rerun (new code, same config) trains afresh instead of resuming at the end.
+        clear_checkpoints(out / "checkpoints")
+    summary = {k: metrics[k] for k in ("final_train_loss", "final_eval_loss", "steps")}
+    log.info("%s: %s", spec.variant, json.dumps(summary))
+    return metrics
+
+
+def train_variant(
+    cfg: DictConfig,
+    variant: str,
+    train_records: list[dict[str, Any]],
+    val_records: list[dict[str, Any]],
+    out_dir: str | Path,
+) -> dict[str, Any]:
+    """Resolve ``variant``'s spec under ``cfg`` and train it (the train stage's work)."""
+    return train_run(
+        resolve_spec(cfg, variant),
+        train_records,
+        val_records,
+        out_dir,
+        tracking=OmegaConf.to_container(cfg.tracking, resolve=True),
+        divergence=OmegaConf.to_container(cfg.divergence, resolve=True),
+    )
