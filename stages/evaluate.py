@@ -25,7 +25,7 @@ log = logging.getLogger("evaluate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    variant, cfg = parse_variant_args(argv, usage=__doc__)
+    variant, cfg = parse_variant_args(argv, usage=__doc__, check=False)
     run = train_dir(variant)
     prepared = Path(cfg.prepare.out_dir)
     require_inputs(

@@ -1,27 +1,208 @@
-"""dvc.yaml declares every variant of params.yaml, and each stage only the params it reads."""
+"""dvc.yaml against the code: every stage depends on all the code it runs and declares every
+param it reads, and per-variant metrics and plots cover any variant."""
 
+from __future__ import annotations
+
+import ast
+import importlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
 import yaml
+from omegaconf import OmegaConf
 
+from medsft.core import cli
+from medsft.core.config import load_config
 from tests.conftest import ROOT
 
+INTERPOLATION = re.compile(r"\$\{([^}]+)\}")
 
-def load(name):
+
+def load(name: str) -> dict:
     return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
 
 
-def test_top_level_metrics_and_plots_cover_every_variant():
-    dvc, params = load("dvc.yaml"), load("params.yaml")
-    variants = set(params["variants"])
-    metrics = set(dvc["metrics"])
-    for v in variants:
-        assert {f"runs/{v}/train/metrics.json", f"runs/{v}/eval/metrics.json"} <= metrics, v
-    for plot in dvc["plots"]:
-        (spec,) = plot.values()
-        assert {f"runs/{v}/train/history.csv" for v in variants} == set(spec["y"]), plot
+def stage_defs() -> dict[str, dict]:
+    """Each stage's definition, a foreach stage's ``do`` block with ``${key}`` left in."""
+    return {name: spec.get("do", spec) for name, spec in load("dvc.yaml")["stages"].items()}
+
+
+def dep_paths(definition: dict) -> list[str]:
+    return [d if isinstance(d, str) else next(iter(d)) for d in definition.get("deps", [])]
+
+
+def module_file(name: str) -> Path | None:
+    """The project file of a dotted module name (``medsft.*`` under src/, ``stages.*``)."""
+    base = ROOT / "src" if name.split(".")[0] == "medsft" else ROOT
+    path = base.joinpath(*name.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Project modules imported anywhere in ``path`` (module top or inside functions), with
+    their parent packages (importing ``a.b.c`` runs ``a`` and ``a.b`` first)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodules
+    out = set()
+    for name in names:
+        parts = name.split(".")
+        if parts[0] in ("medsft", "stages"):
+            out.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return {n for n in out if module_file(n) is not None}
+
+
+def hydra_targets() -> set[str]:
+    """Modules named by ``_target_`` in conf/ (loaded by Hydra, not imported by the code)."""
+    found = set()
+    for path in (ROOT / "conf").rglob("*.yaml"):
+        for target in re.findall(r"_target_:\s*(medsft[\w.]+)", path.read_text(encoding="utf-8")):
+            found.add(target.rsplit(".", 1)[0])
+    return found
+
+
+def closure(roots: set[str]) -> set[Path]:
+    """Every project file that importing ``roots`` can run."""
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or module_file(name) is None:
+            continue
+        seen.add(name)
+        todo.extend(imported_modules(module_file(name)) - seen)
+    return {module_file(n) for n in seen}
+
+
+@pytest.mark.parametrize("stage", sorted(stage_defs()))
+def test_every_stage_depends_on_all_the_code_it_runs(stage):
+    definition = stage_defs()[stage]
+    entry = re.search(r"python -m (stages\.\w+)", definition["cmd"]).group(1)
+    deps = dep_paths(definition)
+    roots = {entry} | (hydra_targets() if "conf" in deps else set())
+    files = closure(roots)
+    assert module_file(entry) in files and any("medsft" in str(f) for f in files)
+    uncovered = sorted(
+        str(f.relative_to(ROOT))
+        for f in files
+        if not any(f == ROOT / d or (ROOT / d) in f.parents for d in deps if "$" not in d)
+    )
+    assert not uncovered, f"{stage}: dvc.yaml does not depend on {uncovered}"
+
+
+def test_the_closure_sees_imports_inside_functions(tmp_path):
+    # The check above must not miss a lazy import: a stage that imports inside main().
+    fake = tmp_path / "fake.py"
+    fake.write_text("def main():\n    from medsft.report.claims import audit\n", encoding="utf-8")
+    assert "medsft.report.claims" in imported_modules(fake)
+
+
+# --- params -------------------------------------------------------------------------------
+
+# Small and quick settings for running every stage once in-process.
+QUICK = [
+    "tracking.mode=disabled",
+    "model.max_length=128",
+    "model.training.max_steps=2",
+    "model.training.eval_steps=2",
+    "model.training.save_steps=2",
+    "model.training.logging_steps=1",
+    "evaluate.num_generations=1",
+    "evaluate.max_new_tokens=2",
+]
+
+
+def declared_params(definition: dict, variant: str | None) -> set[str]:
+    """What DVC tracks for a stage: its ``params`` and the params interpolated in its fields."""
+    text = yaml.safe_dump({k: v for k, v in definition.items() if k != "params"})
+    names = set(definition.get("params", [])) | set(INTERPOLATION.findall(text))
+    names = {n.replace("${key}", variant or "") for n in names if n not in ("key", "item")}
+    return {n for n in names if not n.startswith("item")}
+
+
+def pruned(cfg, keys: set[str]):
+    """``cfg`` holding only ``keys`` (dotted paths), in struct mode: reading anything else raises."""
+    full = OmegaConf.to_container(cfg, resolve=True)
+    out: dict = {}
+    for key in sorted(keys):
+        src, dst = full, out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            src = src[part]
+            dst = dst.setdefault(part, {})
+        dst[parts[-1]] = src[parts[-1]]
+    view = OmegaConf.create(out)
+    OmegaConf.set_struct(view, True)
+    return view
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    """A folder with the files the stages read, as the working directory."""
+    for name in ("params.yaml", "conf", "data/raw"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
+    """Run each stage with a config cut down to its declared params: an undeclared read fails."""
+    defs = stage_defs()
+    variant = "v3"  # term masking and modules_to_save: the widest variant
+
+    def run(stage: str, *argv: str) -> None:
+        keys = declared_params(defs[stage], variant)
+
+        def view(overrides):
+            cfg = load_config([*QUICK, *overrides])
+            cfg.variants = {variant: cfg.variants[variant]}
+            return pruned(cfg, keys)
+
+        monkeypatch.setattr(cli, "load_config", view)
+        assert importlib.import_module(f"stages.{stage}").main(list(argv)) == 0, stage
+
+    run("prepare")
+    run("augment", variant)
+    run("train", variant)
+    run("evaluate", variant)
+    run("report")
+    assert (workspace / "reports" / "report.md").exists()
+
+
+def test_pruned_config_rejects_an_undeclared_read():
+    view = pruned(load_config(QUICK), {"model.max_length"})
+    assert view.model.max_length == 128
+    with pytest.raises(Exception, match="tracking"):
+        _ = view.tracking.mode
+
+
+# --- per-variant metrics and plots --------------------------------------------------------
+
+
+def test_metrics_and_plots_are_declared_per_variant_not_by_hand():
+    dvc = load("dvc.yaml")
+    assert "metrics" not in dvc and "plots" not in dvc, "list them in the foreach, not by variant"
+    train, evaluate = dvc["stages"]["train"], dvc["stages"]["evaluate"]
+    assert train["foreach"] == evaluate["foreach"] == "${variants}"
+    assert train["do"]["metrics"] == ["runs/${key}/train/metrics.json"]
+    assert evaluate["do"]["metrics"] == ["runs/${key}/eval/metrics.json"]
+    (plot,) = train["do"]["plots"]
+    assert next(iter(plot)) == "runs/${key}/train/history.csv"
+    template = (ROOT / ".dvc/plots" / f"{plot['runs/${key}/train/history.csv']['template']}.json").read_text()
+    assert all(f'"{c}"' in template for c in ("loss", "eval_loss", "learning_rate", "grad_norm"))
 
 
 def test_per_variant_stages_read_only_their_own_variant():
-    stages = load("dvc.yaml")["stages"]
     for name in ("augment", "train", "evaluate"):
-        params = stages[name]["do"]["params"]
+        params = stage_defs()[name]["params"]
         assert all(not str(p).startswith("variants") or str(p).startswith("variants.${key}") for p in params), name

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
@@ -62,6 +63,19 @@ def test_repro_writes_the_report_and_is_then_up_to_date(repo):
     assert ran_stages(run(["dvc", "repro"], repo)) == set()
 
 
+def lock_outs(repo: Path, stage: str) -> dict[str, str]:
+    lock = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))
+    return {o["path"]: o["md5"] for o in lock["stages"][stage]["outs"]}
+
+
+def test_a_forced_rerun_writes_the_same_bytes(repo):
+    before = {s: lock_outs(repo, s) for s in ("train@v1", "evaluate@v1")}
+    for stage in before:
+        run(["dvc", "repro", "-f", "-s", stage], repo)
+    assert {s: lock_outs(repo, s) for s in before} == before
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
 def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
@@ -100,3 +114,13 @@ def test_queued_experiments_run_and_are_listed(repo):
     assert status.count("Success") == 2, status
     shown = run(["dvc", "exp", "show", "--md", "--no-pager"], repo)
     assert "0.15" in shown and "0.25" in shown
+
+
+def test_a_variant_added_in_conf_shows_in_metrics_plots_and_report(repo):
+    out = run(["dvc", "exp", "run", "-S", "+variant@variants.v2_reported=v2_reported"], repo)
+    assert {"augment@v2_reported", "train@v2_reported", "evaluate@v2_reported", "report"} <= ran_stages(out)
+    metrics = run(["dvc", "metrics", "show", "--json"], repo)
+    assert "runs/v2_reported/train/metrics.json" in metrics and "runs/v2_reported/eval/metrics.json" in metrics
+    assert "runs/v2_reported/train/history.csv" in run(["dvc", "plots", "show", "--json"], repo)
+    report = (repo / "reports/report.md").read_text(encoding="utf-8")
+    assert "| v2_reported |" in report

@@ -61,6 +61,18 @@ def test_outputs_history_and_metrics(trained_v2):
     assert metrics["final_eval_loss"] == pytest.approx(hist["eval_loss"].iloc[-1])
     assert metrics["tokens_per_second"] > 0 and 0 < metrics["trainable_params"] < metrics["total_params"]
     assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    # The spec holds the TrainingArguments as passed: the profile's batch, not the variant's 4.
+    spec = RunSpec.read(out)
+    assert spec.training["per_device_train_batch_size"] == 2 == state["train_batch_size"]
+    assert spec.profile_overrides["per_device_train_batch_size"] == {"variant": 4, "profile": 2}
+    assert spec.lora["modules_to_save"] == ["embed_tokens", "lm_head"] and spec.variant == "v2"
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert (
+        adapter_config["base_model_name_or_path"]
+        == spec.base_model_id.startswith("medsft/tiny-qwen3-") * spec.base_model_id
+    )
+    assert adapter_config["target_modules"] == sorted(adapter_config["target_modules"])
+    assert not any(k.endswith(("_runtime", "_per_second")) for e in state["log_history"] for k in e)
 
 
 def test_adapter_is_safetensors_with_embedding_and_output_layers(trained_v2):

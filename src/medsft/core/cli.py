@@ -42,9 +42,15 @@ def parse_args(argv: list[str] | None, positional: int = 0, usage: str = "") -> 
     return names, cfg
 
 
-def parse_variant_args(argv: list[str] | None, usage: str = "") -> tuple[str, DictConfig]:
-    """``parse_args`` for the stages that take one VARIANT; exits with status 2 on an unknown one."""
+def parse_variant_args(argv: list[str] | None, usage: str = "", check: bool = True) -> tuple[str, DictConfig]:
+    """``parse_args`` for the stages that take one VARIANT; exits with status 2 on an unknown one.
+
+    ``check=False`` for stages that read a variant's run, not its config (evaluate): they
+    name the missing run instead (:func:`require_inputs`).
+    """
     (variant,), cfg = parse_args(argv, positional=1, usage=usage)
+    if not check:
+        return variant, cfg
     try:
         require_variant(cfg, variant)
     except ConfigError as err:
