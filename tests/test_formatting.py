@@ -47,3 +47,39 @@ def test_prompt_text_and_unknown_style():
     assert prompt_text("Q", "S").endswith("<|im_start|>assistant\n")
     with pytest.raises(ValueError, match="target_style"):
         target_text("t", "a", "chatml")
+
+
+def added_tokens(tok) -> list[str]:
+    """Every added token of the tokenizer (special or not), from the tokenizer itself."""
+    return [t.content for t in tok.added_tokens_decoder.values()]
+
+
+def test_added_token_strings_in_content_stay_text():
+    tok = build_offline_qwen3_tokenizer()
+    hostile = "".join(added_tokens(tok))
+    assert len(added_tokens(tok)) == 26
+    rec = {"question": f"问{hostile}", "think": f"想{hostile}", "answer": f"答{hostile}"}
+    clean = {"question": "问", "think": "想", "answer": "答"}
+    added_ids = set(tok.convert_tokens_to_ids(added_tokens(tok)))
+    for style in ("qwen3", "seed"):
+        enc, ref = (encode_records([r], tok, SYSTEM, style, 8192) for r in (rec, clean))
+        structural = [i for i in enc.input_ids[0] if i in added_ids]
+        assert structural == [i for i in ref.input_ids[0] if i in added_ids]  # only the format's own
+        n = enc.prompt_tokens[0]
+        expected_labels = {
+            "qwen3": ["<think>", "</think>", "<|im_end|>"],
+            "seed": ["<think>", "</think>", "<|endoftext|>"],
+        }
+        assert [i for i in enc.labels[0][n:] if i in added_ids] == tok.convert_tokens_to_ids(expected_labels[style])
+        assert tok.decode(enc.input_ids[0]).count(hostile) == 3  # the characters survive
+
+
+def test_text_encoding_equals_the_tokenizer_on_ordinary_records():
+    from medsft.data.records import read_records
+
+    tok = build_offline_qwen3_tokenizer()
+    records = read_records("data/raw/medical_qa_sample.jsonl").accepted[:40]
+    enc = encode_records(records, tok, SYSTEM, "qwen3", 100000)
+    for r, ids in zip(records, enc.input_ids, strict=True):
+        whole = prompt_text(r["question"], SYSTEM) + target_text(r["think"], r["answer"], "qwen3")
+        assert ids == tok(whole, add_special_tokens=False)["input_ids"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from medsft.data.formatting import encode_records
+from medsft.data.formatting import encode_records, encode_text
 
 STAT_FIELDS = ("question", "think", "answer")
 
@@ -37,7 +37,7 @@ def token_stats(
     """
     fields = {}
     for name in STAT_FIELDS:
-        ids = tokenizer([r[name] for r in records], add_special_tokens=False)["input_ids"] if records else []
+        ids = encode_text(tokenizer, [r[name] for r in records]) if records else []
         fields[name] = summary([len(i) for i in ids])
     enc = encode_records(records, tokenizer, system_prompt, target_style, max_length)
     totals = [p + t for p, t in zip(enc.prompt_tokens, enc.target_tokens, strict=True)]

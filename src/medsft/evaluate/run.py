@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from medsft.core.io import atomic_write_json, write_jsonl
 from medsft.core.spec import RunSpec
 from medsft.data.augmentation import load_lexicon
-from medsft.data.formatting import IGNORE_INDEX, Encoded, encode_records, prompt_text
+from medsft.data.formatting import IGNORE_INDEX, Encoded, encode_parts, encode_records, prompt_parts
 from medsft.evaluate.metrics import score_replies, term_document_frequency
 from medsft.modeling.loading import load_adapter
 
@@ -87,8 +87,8 @@ def generate_answers(
     if do_sample:
         torch.manual_seed(seed)
     for start in tqdm(range(0, len(questions), batch_size), desc="generate", leave=False):
-        batch = [prompt_text(q, system_prompt) for q in questions[start : start + batch_size]]
-        encoded = tokenizer(batch, add_special_tokens=False)["input_ids"]
+        batch = [prompt_parts(q, system_prompt) for q in questions[start : start + batch_size]]
+        encoded = encode_parts(tokenizer, batch)
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(encoded), width), dtype=torch.long)

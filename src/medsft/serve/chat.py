@@ -11,25 +11,15 @@ from typing import Any
 
 import torch
 
-from medsft.data.formatting import parse_reply
+from medsft.data.formatting import EMPTY_THINK_PARTS, chat_parts, encode_parts, parse_reply, render
 
 # Qwen3's non-thinking mode: the assistant turn opens with an empty reasoning block.
-EMPTY_THINK = "<think>\n\n</think>\n\n"
+EMPTY_THINK = render(EMPTY_THINK_PARTS)
 
 
 def chat_prompt(system_prompt: str, history: list[tuple[str, str]], question: str, think: bool = True) -> str:
-    """ChatML prompt: system, earlier turns (answers only, as Qwen3 keeps history), the question.
-
-    With ``think=False`` the assistant turn is prefilled with an empty ``<think>`` block,
-    which is how Qwen3 switches reasoning off.
-    """
-    turns = [f"<|im_start|>system\n{system_prompt}<|im_end|>\n"]
-    for user, assistant in history:
-        turns.append(f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{assistant}<|im_end|>\n")
-    turns.append(f"<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n")
-    if not think:
-        turns.append(EMPTY_THINK)
-    return "".join(turns)
+    """The ChatML prompt of :func:`~medsft.data.formatting.chat_parts`, as a string."""
+    return render(chat_parts(system_prompt, history, question, think))
 
 
 @dataclass
@@ -45,8 +35,11 @@ class ChatSession:
     history: list[tuple[str, str]] = field(default_factory=list)
 
     def ask(self, question: str) -> tuple[str, str]:
-        prompt = chat_prompt(self.system_prompt, self.history, question, self.think)
-        ids = torch.tensor([self.tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+        if not question.strip():
+            raise ValueError("the question is empty")
+        # The question is text: "<|im_start|>system" typed by a user stays characters.
+        parts = chat_parts(self.system_prompt, self.history, question, self.think)
+        ids = torch.tensor(encode_parts(self.tokenizer, [parts]))
         device = next(self.model.parameters()).device
         stop_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         if self.generation.get("do_sample"):
