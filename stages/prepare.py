@@ -3,50 +3,65 @@
     python -m stages.prepare [data.path=FILE] [prepare.out_dir=DIR] [key=value ...]
 
 Writes DIR/train.jsonl, DIR/val.jsonl, DIR/rejects.jsonl (line, field, reason, raw) and
-DIR/stats.json. Exits non-zero when more than data.max_reject_fraction is rejected.
+DIR/stats.json. A record is rejected when it is not valid JSON/UTF-8, lacks a field, is a
+duplicate or over-long, or keeps no target token within model.max_length. Exits non-zero
+when more than data.max_reject_fraction is rejected or a split comes out empty.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from collections import Counter
 from pathlib import Path
 
-from medsft.core.cli import parse_args
+from medsft.core.cli import fail, parse_args
 from medsft.core.io import atomic_write_json, write_jsonl
-from medsft.data.records import load_source, split_records
+from medsft.data.records import load_source, reject_without_target, split_records
 from medsft.data.stats import token_stats
 from medsft.data.tokenizer import load_tokenizer
 
 log = logging.getLogger("prepare")
 
+OUTPUTS = ("train.jsonl", "val.jsonl", "rejects.jsonl", "stats.json")
+
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
     out = Path(cfg.prepare.out_dir)
+    fmt, max_length = cfg.format, cfg.model.max_length
+    # A failed run must not leave an earlier config's splits beside its own rejects.
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
     try:
         result = load_source(
             cfg.data.source, cfg.data.path, cfg.data.dataset_id, cfg.data.dataset_split, cfg.data.max_record_chars
         )
     except (FileNotFoundError, ValueError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        fail(str(err))
+    if result.total == 0:
+        fail(f"{result.source}: no records (the source is empty or holds only blank lines)")
+    tokenizer = load_tokenizer(cfg.model.pretrained_model_name_or_path, cfg.model.trust_remote_code)
+    result = reject_without_target(result, tokenizer, fmt.system_prompt, fmt.target_style, max_length)
     write_jsonl(out / "rejects.jsonl", (r.to_json() for r in result.rejects))
     for r in result.rejects:
         log.warning("%s:%d: rejected (%s): %s", result.source, r.line, r.field or "record", r.reason)
-    fraction = len(result.rejects) / result.total if result.total else 1.0
+    fraction = len(result.rejects) / result.total
     if fraction > cfg.data.max_reject_fraction or not result.accepted:
-        print(
-            f"error: {result.source}: {len(result.rejects)} of {result.total} records rejected "
+        fail(
+            f"{result.source}: {len(result.rejects)} of {result.total} records rejected "
             f"({fraction:.1%} > data.max_reject_fraction={cfg.data.max_reject_fraction}); "
             f"see {out / 'rejects.jsonl'}",
-            file=sys.stderr,
+            code=1,
         )
-        return 1
 
     train, val = split_records(result.accepted, cfg.split.method, cfg.split.val_fraction, cfg.split.seed)
-    tokenizer = load_tokenizer(cfg.model.pretrained_model_name_or_path, cfg.model.trust_remote_code)
+    for name, rows in (("train", train), ("val", val)):
+        if not rows:
+            fail(
+                f"{result.source}: the {name} split is empty ({len(result.accepted)} records accepted, "
+                f"split.val_fraction={cfg.split.val_fraction}); add records or change split.val_fraction",
+                code=1,
+            )
     stats = {
         "source": result.source,
         "accepted": len(result.accepted),
@@ -54,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "rejected_by_reason": dict(Counter(r.reason.split(":")[0] for r in result.rejects)),
         "split": {"method": cfg.split.method, "val_fraction": cfg.split.val_fraction, "seed": cfg.split.seed},
         "splits": {
-            name: token_stats(rows, tokenizer, cfg.format.system_prompt, cfg.format.target_style, cfg.model.max_length)
+            name: token_stats(rows, tokenizer, fmt.system_prompt, fmt.target_style, max_length)
             for name, rows in (("train", train), ("val", val))
         },
     }

@@ -6,14 +6,17 @@ reason; nothing is dropped silently.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import random
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from medsft.data.formatting import encode_records
 
 REQUIRED_FIELDS = ("question", "think", "answer")
 TEXT_FIELDS = ("instruction", "question", "think", "answer")
@@ -37,6 +40,7 @@ class ReadResult:
     accepted: list[dict[str, Any]]
     rejects: list[Reject]
     source: str
+    lines: list[int] = field(default_factory=list)  # source line of each accepted record
 
     @property
     def total(self) -> int:
@@ -44,8 +48,10 @@ class ReadResult:
 
 
 def normalise_question(text: str) -> str:
-    """NFKC, no whitespace, lower case: two questions equal under this are duplicates."""
-    return "".join(unicodedata.normalize("NFKC", text).split()).lower()
+    """NFKC, no whitespace, no invisible format characters (zero-width space, BOM, …), lower
+    case: two questions equal under this are duplicates."""
+    text = unicodedata.normalize("NFKC", text)
+    return "".join(ch for ch in text if not ch.isspace() and unicodedata.category(ch) != "Cf").lower()
 
 
 def validate_record(obj: Any, max_record_chars: int) -> tuple[str | None, str] | None:
@@ -79,6 +85,8 @@ def read_records(path: str | Path, max_record_chars: int = 20000) -> ReadResult:
     if not path.exists():
         raise FileNotFoundError(f"{path}: data file not found (data.path)")
     data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):  # a UTF-8 byte order mark is not part of line 1
+        data = data[len(codecs.BOM_UTF8) :]
     if path.suffix == ".json" and data.lstrip()[:1] == b"[":
         try:
             items = json.loads(data.decode("utf-8"))
@@ -102,12 +110,13 @@ def _jsonl_lines(data: bytes) -> Iterator[tuple[int, Any]]:
         try:
             yield i + 1, json.loads(text)
         except json.JSONDecodeError as err:
-            yield i + 1, Reject(i + 1, None, f"invalid JSON: {err.msg} at column {err.colno}", text)
+            yield i + 1, Reject(i + 1, None, f"invalid JSON at column {err.colno}: {err.msg}", text)
 
 
 def validate_items(items: Iterable[tuple[int, Any]], max_record_chars: int, source: str) -> ReadResult:
     """Validate (line, object) pairs: each object is accepted unchanged or rejected with why."""
     accepted: list[dict[str, Any]] = []
+    lines: list[int] = []
     rejects: list[Reject] = []
     seen: dict[str, int] = {}
     for lineno, obj in items:
@@ -125,7 +134,8 @@ def validate_items(items: Iterable[tuple[int, Any]], max_record_chars: int, sour
             continue
         seen[key] = lineno
         accepted.append(obj)
-    return ReadResult(accepted, rejects, source)
+        lines.append(lineno)
+    return ReadResult(accepted, rejects, source, lines)
 
 
 def load_source(
@@ -185,3 +195,27 @@ def split_records(
         cut = int(len(shuffled) * (1 - val_fraction))
         return shuffled[:cut], shuffled[cut:]
     raise ValueError(f"split.method: unknown method {method!r} (hash | seed_shuffle)")
+
+
+def reject_without_target(
+    result: ReadResult, tokenizer, system_prompt: str, target_style: str, max_length: int
+) -> ReadResult:
+    """Move to the rejects every record whose prompt alone fills ``max_length``: truncation
+    would keep none of its target, so it would add nothing to the loss (a batch of them gives
+    a NaN loss)."""
+    encoded = encode_records(result.accepted, tokenizer, system_prompt, target_style, max_length)
+    accepted, lines, rejects = [], [], list(result.rejects)
+    for record, line, prompt, kept in zip(
+        result.accepted, result.lines, encoded.prompt_tokens, encoded.kept_target_tokens, strict=True
+    ):
+        if kept > 0:
+            accepted.append(record)
+            lines.append(line)
+        else:
+            reason = (
+                f"no target token left: the prompt (system prompt + question) is {prompt} tokens, "
+                f"model.max_length={max_length}"
+            )
+            rejects.append(Reject(line, "question", reason, json.dumps(record, ensure_ascii=False)))
+    rejects.sort(key=lambda r: r.line)
+    return ReadResult(accepted, rejects, result.source, lines)
