@@ -149,3 +149,52 @@ def test_export_stage_writes_a_model_card(adapter, tmp_path, monkeypatch):
     card = (tmp_path / "exp" / "README.md").read_text()
     assert INTENDED_USE in card and "lora_dropout" in card and "AutoModelForCausalLM.from_pretrained" in card
     assert "final_eval_loss" in card
+
+
+def test_export_never_replaces_what_it_did_not_create(adapter, tmp_path, monkeypatch, capsys):
+    from medsft.serve.export import EXPORT_MARKER, ExportTargetError, check_export_target
+    from stages import export
+
+    _, path = adapter
+    monkeypatch.setattr(export, "train_dir", lambda v: path.parent)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for target in (mine, ROOT, ROOT / "src", ROOT.parent, tmp_path / "file.txt"):
+        if target.name == "file.txt":
+            target.write_text("a file")
+        with pytest.raises(SystemExit) as stop:
+            export.main(["v2", f"export_dir={target}"])
+        assert stop.value.code == 2 and "export_dir=" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep me" and (ROOT / ".git").exists()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    for protected in (tmp_path / "home", tmp_path, "/"):
+        with pytest.raises(ExportTargetError):
+            check_export_target(protected)
+    # An earlier export is replaced: it holds the marker.
+    assert export.main(["v2", f"export_dir={tmp_path / 'exp'}"]) == 0
+    assert (tmp_path / "exp" / EXPORT_MARKER).exists()
+    assert export.main(["v2", f"export_dir={tmp_path / 'exp'}"]) == 0
+
+
+def test_an_adapter_on_another_base_is_refused_naming_both(adapter, tmp_path):
+    from dataclasses import replace
+
+    from medsft.core.spec import base_model_id
+    from medsft.modeling.loading import BaseModelMismatch
+
+    _, path = adapter
+    spec = RunSpec.read(path.parent)
+    other = {**spec.model, "init_seed": 1}
+    other["base_model_id"] = base_model_id(other)
+    with pytest.raises(BaseModelMismatch) as err:
+        load_adapter(other, path)
+    assert spec.base_model_id in str(err.value) and other["base_model_id"] in str(err.value)
+    with pytest.raises(BaseModelMismatch):
+        merge_adapter(replace(spec, model=other), path, tmp_path / "merged")
+    # A base of another shape that claims the adapter's identity: one line, not a traceback.
+    wider = {**spec.model, "config": {**spec.model["config"], "hidden_size": 128}, "base_model_id": spec.base_model_id}
+    with pytest.raises(BaseModelMismatch, match="does not fit the base model") as err:
+        load_adapter(wider, path)
+    assert "\n" not in str(err.value)

@@ -123,3 +123,29 @@ def test_a_profile_replaced_value_changes_through_model_training_as_documented(c
     # A variant value the profile does not set is used as written.
     own = resolve_spec(load_config(["variants.v2.training.learning_rate=0.001"]), "v2")
     assert own.training["learning_rate"] == 0.001 and "learning_rate" not in own.profile_overrides
+
+
+def test_group_choices_and_misplaced_variant_keys_on_the_stage_command_line():
+    assert load_config(["tracking=disabled"]).tracking.mode == "disabled"  # the README's form
+    big = load_config(["model=qwen3-1.7b"])
+    assert big.model.name == "qwen3-1.7b" and big.model.config == {} and big.model.max_length == 2048
+    with pytest.raises(ConfigError, match=r"no option 'nope' in conf/tracking/ \(options: \['disabled'"):
+        load_config(["tracking=nope"])
+    with pytest.raises(ConfigError, match=r"use variants.<variant>.training.lr=1 \(e.g. variants.v2.training.lr=1\)"):
+        load_config(["training.lr=1"])
+
+
+def test_files_follow_the_process_umask(tmp_path):
+    import os
+
+    from medsft.core.io import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from peft import LoraConfig
@@ -178,12 +179,50 @@ def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FI
     if not path.exists():
         raise ConfigError(f"{path}: not found (run from the repository root)")
     raw = OmegaConf.load(path)
-    if overrides:
-        bad = [o for o in overrides if "=" not in o]
-        if bad:
-            raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides)))
+    overrides = list(overrides or [])
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+    groups = [o for o in overrides if "." not in o.split("=", 1)[0] and is_group(o.split("=", 1)[0])]
+    for override in groups:  # tracking=disabled, model=qwen3-1.7b: the section of that option
+        group, option = override.split("=", 1)
+        raw[group] = group_option(group, option)
+    dotlist = [o for o in overrides if o not in groups]
+    for override in dotlist:
+        head = override.split("=", 1)[0].split(".")[0].lstrip("+~")
+        if head in VARIANT_SECTIONS:
+            raise ConfigError(
+                f"override {override!r}: {head} settings belong to a variant: "
+                f"use variants.<variant>.{override.lstrip('+~')} (e.g. variants.v2.{override.lstrip('+~')})"
+            )
+    if dotlist:
+        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(dotlist))
     return validate(raw, source=str(path))
+
+
+VARIANT_SECTIONS = ("lora", "training", "augment")
+CONF_DIR = Path("conf")
+
+
+def is_group(name: str) -> bool:
+    """Whether ``name`` is a config group that ``conf/config.yaml`` chooses an option of, with
+    a section of its own (``model``, ``data``, ``tracking``; not ``variant``, which is
+    packaged under ``variants.<name>``)."""
+    primary = CONF_DIR / "config.yaml"
+    if not primary.exists():
+        return False
+    defaults = OmegaConf.load(primary).get("defaults", [])
+    return any(isinstance(d, DictConfig) and name in d for d in defaults)
+
+
+def group_option(group: str, option: str) -> DictConfig:
+    """The section that choosing ``group=option`` gives, composed by Hydra from ``conf/``."""
+    if not (CONF_DIR / group / f"{option}.yaml").exists():
+        options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+        raise ConfigError(f"{group}={option}: no option {option!r} in {CONF_DIR / group}/ (options: {options})")
+    with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base=None):
+        composed = compose(config_name="config", overrides=[f"{group}={option}"])
+    return composed[group]
 
 
 def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:

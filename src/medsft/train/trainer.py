@@ -199,7 +199,9 @@ def train_run(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    run_id = fingerprint(spec.to_dict(), train_records, val_records)
+    # The run's identity: its settings and data, not where its folder is.
+    identity = {**spec.to_dict(), "training": {k: v for k, v in spec.training.items() if k != "output_dir"}}
+    run_id = fingerprint(identity, train_records, val_records)
     with args.main_process_first(desc="checkpoints"):
         if args.process_index == 0:
             # Outputs of an earlier run must not outlive a failure of this one.
