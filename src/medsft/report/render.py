@@ -112,14 +112,16 @@ def _overview(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
         else:
             rows = [[f"`{row['key']}`", *(fmt(row[n]) for n in configs)] for _, row in diff.iterrows()]
             parts.append(md_table(["key", *configs], rows))
-    overridden = [
-        [r.name, f"`training.{key}`", fmt(v["variant"]), fmt(v["profile"])]
-        for r in inputs.runs.values()
-        for key, v in r.profile_overrides.items()
-    ]
+    overridden = {name: r.profile_overrides for name, r in inputs.runs.items() if r.profile_overrides}
     if overridden:
+        keys = sorted({k for o in overridden.values() for k in o})
+        rows = []
+        for key in keys:
+            used = {fmt(o[key]["profile"]) for o in overridden.values() if key in o}
+            asked = [fmt(o[key]["variant"]) if key in o else "—" for o in overridden.values()]
+            rows.append([f"`training.{key}`", *asked, " / ".join(sorted(used))])
         parts.append(t["overrides_def"])
-        parts.append(md_table([t["run"], "key", t["asked"], t["used"]], overridden))
+        parts.append(md_table(["key", *(f"{n}: {t['asked']}" for n in overridden), t["used"]], rows))
     return parts
 
 

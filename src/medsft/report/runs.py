@@ -44,7 +44,9 @@ def load_dag_run(name: str) -> RunFiles:
     if not hist_path.exists():
         raise FileNotFoundError(f"{hist_path}: no history for variant {name!r} (run: dvc repro train@{name})")
     spec = RunSpec.read(train / SPEC_FILE)
-    config = {"lora": spec.lora, "training": spec.training, "augment": spec.augment, "model": spec.model}
+    # Where the checkpoints went is no setting of the run.
+    training = {k: v for k, v in spec.training.items() if k != "output_dir"}
+    config = {"lora": spec.lora, "training": training, "augment": spec.augment, "model": spec.model}
     gens, probes = ev / "generations.jsonl", ev / "probes.jsonl"
     return RunFiles(
         name=name,

@@ -117,14 +117,14 @@ def normalise_adapter_config(adapter_dir: Path, base_model_id: str) -> None:
 
 
 def log_profile_overrides(spec: RunSpec) -> None:
-    for key, values in spec.profile_overrides.items():
+    """One line naming every variant value the model profile replaced, with both values."""
+    if spec.profile_overrides:
+        changes = ", ".join(f"{k} {v['variant']!r}->{v['profile']!r}" for k, v in spec.profile_overrides.items())
         log.info(
-            "%s: training.%s=%r from the model profile replaces the variant's %r (change it with model.training.%s=…)",
+            "%s: the model profile replaces %d variant field(s): %s (change them with model.training.<field>=…)",
             spec.variant,
-            key,
-            values["profile"],
-            values["variant"],
-            key,
+            len(spec.profile_overrides),
+            changes,
         )
 
 
