@@ -72,7 +72,11 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
         model, tokenizer = load_adapter(spec.model, adapter)
     except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch is a ValueError
         fail(str(err))
-    generation = {"max_new_tokens": args.max_new_tokens, "do_sample": not args.greedy}
+    generation = {
+        **spec.model.get("generation", {}),
+        "max_new_tokens": args.max_new_tokens,
+        "do_sample": not args.greedy,
+    }
     if not args.greedy:
         generation.update(temperature=args.temperature, top_p=args.top_p)
     session = ChatSession(

@@ -3,7 +3,8 @@
     python -m stages.report [report.lang=en] [key=value ...]
     python -m stages.report report.runs.v1=PATH report.runs.v2=PATH report.out_dir=DIR
 
-Without report.runs it reports on the DAG's variants (runs/<variant>/); with it, on those runs
+Without report.runs it reports on the published runs (published.out_dir, written by the import
+stage) and then on the DAG's variants (runs/<variant>/); with it, on those runs
 alone (a trainer_state.json, or a folder holding one and its run_config.yaml).
 """
 
@@ -14,8 +15,9 @@ import logging
 import sys
 from pathlib import Path
 
-from medsft.core.cli import fail, parse_args
+from medsft.core.cli import fail, parse_args, require_inputs
 from medsft.core.io import read_json
+from medsft.core.spec import BASE_FILE
 from medsft.report import provenance
 from medsft.report.render import ReportInputs, render_report
 from medsft.report.runs import load_dag_run, load_imported_run
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError, ImportError) as err:
             fail(str(err))
         data_stats, augment_stats, logdir, lock = None, {}, None, {}
+        published, base_info, local_profile = {}, None, None
         command = "python -m stages.report " + " ".join(args)
         seeds = {f"{n}.seed": r.config.get("training", {}).get("seed") for n, r in runs.items() if r.config}
     else:
@@ -51,9 +54,23 @@ def main(argv: list[str] | None = None) -> int:
         seeds.update({f"{n}: model.init_seed": r.config["model"].get("init_seed") for n, r in runs.items()})
         if data_stats:
             seeds["split.seed"] = data_stats["split"]["seed"]
+        published_dir = Path(cfg.published.out_dir)
+        require_inputs((published_dir, "import"))
+        try:
+            published = {p.name: load_imported_run(p.name, p) for p in sorted(published_dir.iterdir()) if p.is_dir()}
+        except (FileNotFoundError, ValueError) as err:
+            fail(str(err))
+        base_info = read_json(Path(cfg.model.pretrain.output_dir) / BASE_FILE) or None
+        profiles = sorted({r.config["model"]["name"] for r in runs.values()})
+        local_profile = ", ".join(profiles)
     params = Path("params.yaml")
     inputs = ReportInputs(
         runs=runs,
+        published=published,
+        published_source=cfg.published.dir,
+        published_profile=cfg.published.profile if published else None,
+        local_profile=local_profile,
+        base_info=base_info,
         lang=cfg.report.lang,
         phase_steps=cfg.report.phase_steps,
         plateau_tolerance=cfg.report.plateau_tolerance,

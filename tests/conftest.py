@@ -12,6 +12,8 @@ from medsft.core.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference"
+# Overrides for tests that train or resolve specs without running the pretrain stage first.
+NO_PRETRAIN = ["tracking.mode=disabled", "model.pretrain.training=null"]
 
 
 @pytest.fixture(autouse=True)
@@ -22,8 +24,8 @@ def _repo_cwd(monkeypatch):
 
 @pytest.fixture
 def cfg():
-    """params.yaml with tracking off."""
-    return load_config(["tracking.mode=disabled"], path=ROOT / "params.yaml")
+    """params.yaml with tracking off and the seeded init as the base (no pretrained base needed)."""
+    return load_config(NO_PRETRAIN, path=ROOT / "params.yaml")
 
 
 @pytest.fixture

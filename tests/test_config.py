@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from medsft.core.config import ConfigError, load_config, validate
 from medsft.core.spec import resolve_spec
-from tests.conftest import ROOT
+from tests.conftest import NO_PRETRAIN, ROOT
 
 
 def compose_conf(overrides=()):
@@ -113,15 +113,15 @@ def test_stages_of_an_untrained_variant_name_the_stage_to_run(stage, capsys):
 
 def test_a_profile_replaced_value_changes_through_model_training_as_documented(caplog):
     # On tiny the profile sets the batch: the variant's value is replaced, and says so.
-    asked = resolve_spec(load_config(["variants.v2.training.per_device_train_batch_size=8"]), "v2")
+    asked = resolve_spec(load_config([*NO_PRETRAIN, "variants.v2.training.per_device_train_batch_size=8"]), "v2")
     assert asked.training["per_device_train_batch_size"] == 2
     assert asked.profile_overrides["per_device_train_batch_size"] == {"variant": 8, "profile": 2}
     # The documented way (spec.py, README): set it in model.training.
-    changed = resolve_spec(load_config(["model.training.per_device_train_batch_size=8"]), "v2")
+    changed = resolve_spec(load_config([*NO_PRETRAIN, "model.training.per_device_train_batch_size=8"]), "v2")
     assert changed.training["per_device_train_batch_size"] == 8
     assert changed.profile_overrides["per_device_train_batch_size"] == {"variant": 4, "profile": 8}
     # A variant value the profile does not set is used as written.
-    own = resolve_spec(load_config(["variants.v2.training.learning_rate=0.001"]), "v2")
+    own = resolve_spec(load_config([*NO_PRETRAIN, "variants.v2.training.learning_rate=0.001"]), "v2")
     assert own.training["learning_rate"] == 0.001 and "learning_rate" not in own.profile_overrides
 
 

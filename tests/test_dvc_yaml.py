@@ -111,6 +111,7 @@ def test_the_closure_sees_imports_inside_functions(tmp_path):
 # Small and quick settings for running every stage once in-process.
 QUICK = [
     "tracking.mode=disabled",
+    "model.pretrain.training.max_steps=2",
     "model.max_length=128",
     "model.training.max_steps=2",
     "model.training.eval_steps=2",
@@ -148,7 +149,7 @@ def pruned(cfg, keys: set[str]):
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """A folder with the files the stages read, as the working directory."""
-    for name in ("params.yaml", "conf", "data/raw"):
+    for name in ("params.yaml", "conf", "data/raw", "data/published"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
     monkeypatch.chdir(tmp_path)
@@ -169,9 +170,12 @@ def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
             return pruned(cfg, keys)
 
         monkeypatch.setattr(cli, "load_config", view)
-        assert importlib.import_module(f"stages.{stage}").main(list(argv)) == 0, stage
+        module = re.search(r"python -m (stages\.\w+)", defs[stage]["cmd"]).group(1)
+        assert importlib.import_module(module).main(list(argv)) == 0, stage
 
     run("prepare")
+    run("pretrain")
+    run("import")
     run("augment", variant)
     run("train", variant)
     run("evaluate", variant)

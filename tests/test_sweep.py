@@ -28,6 +28,7 @@ def sweep(tmp_path, *overrides):
         "stages.sweep",
         "-m",
         "+sweep=ci",
+        "model.pretrain.training=null",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"prepare.out_dir={prepared}",
         *overrides,

@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from peft import LoraConfig
-from transformers import BitsAndBytesConfig, TrainingArguments
+from transformers import BitsAndBytesConfig, GenerationConfig, TrainingArguments
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -41,6 +41,15 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class PretrainConfig:
+    # Where the pretrain stage writes the base (or a note that the profile needs none).
+    output_dir: str = "models/base"
+    # TrainingArguments fields of a full-parameter causal-LM run from the seeded init on the
+    # train split; null: the profile loads a pretrained checkpoint (or the seeded init as is).
+    training: dict[str, Any] | None = None
+
+
+@dataclass
 class ModelConfig:
     name: str = "tiny"
     # Hub id or local directory; null builds the Qwen3 architecture from ``config``.
@@ -52,6 +61,10 @@ class ModelConfig:
     quantization: dict[str, Any] | None = None
     max_length: int = 2048
     training: dict[str, Any] = field(default_factory=dict)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    # transformers.GenerationConfig fields this model generates with (evaluate, chat), like
+    # a checkpoint's generation_config.json.
+    generation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -142,6 +155,17 @@ class EvaluateConfig:
 
 
 @dataclass
+class PublishedConfig:
+    # The published runs of the seed experiment (data/published/README.md) and where the
+    # import stage writes them.
+    dir: str = "data/published"
+    out_dir: str = "imported/published"
+    # The model profile they were trained with: the seed report's claims are judged on them
+    # and on local runs of this profile only.
+    profile: str = "qwen3-1.7b"
+
+
+@dataclass
 class ReportConfig:
     out_dir: str = "reports"
     lang: str = "zh"
@@ -166,6 +190,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
+    published: PublishedConfig = field(default_factory=PublishedConfig)
     sweep_name: str = "ci"
 
 
@@ -249,6 +274,16 @@ def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
         _check_library_fields(variant.lora, LoraConfig, f"variants.{name}.lora", source)
         _check_library_fields(variant.training, TrainingArguments, f"variants.{name}.training", source)
     _check_library_fields(cfg.model.training, TrainingArguments, "model.training", source)
+    defaults = GenerationConfig()
+    for name in cfg.model.generation:
+        if not hasattr(defaults, name):
+            close = difflib.get_close_matches(name, list(vars(defaults)), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: model.generation.{name}: not a field of GenerationConfig{hint}")
+    if cfg.model.pretrain.training is not None:
+        _check_library_fields(cfg.model.pretrain.training, TrainingArguments, "model.pretrain.training", source)
+        if cfg.model.pretrained_model_name_or_path is not None:
+            raise ConfigError(f"{source}: model.pretrain.training is for the seeded architecture; set it to null")
     if cfg.model.quantization is not None:
         _check_library_fields(cfg.model.quantization, _bnb_config_fields(), "model.quantization", source)
     if not cfg.divergence.max_loss_ratio > 1:

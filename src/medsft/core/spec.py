@@ -27,6 +27,7 @@ from medsft.core.config import require_variant
 from medsft.core.io import atomic_write_text
 
 SPEC_FILE = "run_config.yaml"
+BASE_FILE = "base.json"  # written by the pretrain stage beside the base it trained
 
 
 def fingerprint(*parts: Any) -> str:
@@ -36,10 +37,18 @@ def fingerprint(*parts: Any) -> str:
 
 
 def base_model_id(model: dict[str, Any]) -> str:
-    """The identity of a profile's base model: its hub id or local path, or for the seeded
-    architecture (no checkpoint) a name fixed by its config and init seed."""
+    """The identity of a profile's base model: its hub id or local path; for the seeded
+    architecture (no checkpoint) a name fixed by its config and init seed; for a base the
+    ``pretrain`` stage trained from it, the name the stage recorded (with a hash of the
+    weights) in ``<pretrain.output_dir>/base.json``."""
     if model.get("pretrained_model_name_or_path"):
         return str(model["pretrained_model_name_or_path"])
+    pretrain = model.get("pretrain") or {}
+    if pretrain.get("training"):
+        info = Path(pretrain["output_dir"]) / BASE_FILE
+        if not info.exists():
+            raise FileNotFoundError(f"{info}: the pretrained base model is missing (run: dvc repro pretrain)")
+        return json.loads(info.read_text(encoding="utf-8"))["base_model_id"]
     digest = hashlib.sha256(json.dumps([model["config"], model["init_seed"]], sort_keys=True).encode()).hexdigest()
     return f"medsft/tiny-qwen3-{digest[:12]}"
 

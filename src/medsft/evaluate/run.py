@@ -73,10 +73,12 @@ def generate_answers(
     top_p: float = 0.95,
     seed: int = 42,
     token_counts: list[int] | None = None,
+    generation: dict[str, Any] | None = None,
 ) -> list[str]:
     """Generate replies in left-padded batches, stopping at ``<|im_end|>``.
 
     Greedy by default (reproducible); with ``do_sample`` the sampling is seeded.
+    ``generation``: the model's own GenerationConfig fields (``RunSpec.model["generation"]``).
     Returns the decoded text after the prompt, special tokens kept up to the stop token;
     the number of tokens generated for each reply is appended to ``token_counts`` if given.
     """
@@ -95,7 +97,7 @@ def generate_answers(
         for row, e in enumerate(encoded):
             ids[row, width - len(e) :] = torch.tensor(e)
             mask[row, width - len(e) :] = 1
-        sampling: dict[str, Any] = {"do_sample": do_sample}
+        sampling: dict[str, Any] = {**(generation or {}), "do_sample": do_sample}
         if do_sample:
             sampling.update(temperature=temperature, top_p=top_p)
         out = model.generate(
@@ -150,6 +152,7 @@ def evaluate_run(
             settings["do_sample"],
             settings["temperature"],
             settings["top_p"],
+            generation=spec.model.get("generation"),
         )
 
     held_out = val[: settings["num_generations"]]

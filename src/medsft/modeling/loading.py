@@ -64,6 +64,11 @@ def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: boo
     quant = quantization_config(model) if quantize else None
     device_map = device_map if device_map is not None else default_device_map()
     source = model.get("pretrained_model_name_or_path")
+    pretrain = model.get("pretrain") or {}
+    if source is None and pretrain.get("training"):
+        source = pretrain["output_dir"]  # the base the pretrain stage trained (a local checkpoint)
+        if not (Path(source) / "config.json").exists():
+            raise FileNotFoundError(f"{source}: the pretrained base model is missing (run: dvc repro pretrain)")
     if source is None:
         tiny = build_tiny_qwen3(model["config"], model["init_seed"])
         if quant is None:

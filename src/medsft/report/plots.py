@@ -20,11 +20,14 @@ FIGURES = {
 }
 
 
-def plot_histories(histories: Mapping[str, pd.DataFrame], out_dir: str | Path) -> dict[str, Path]:
-    """One PNG per history column with every run overlaid; returns name → path.
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v")
 
-    A column no run has logged is skipped.
-    """
+
+def plot_histories(histories: Mapping[str, pd.DataFrame], out_dir: str | Path, prefix: str = "") -> dict[str, Path]:
+    """One PNG per history column with every run overlaid (``<prefix><name>.png``); returns
+    name → path. A column no run has logged is skipped; runs whose lines coincide stay
+    distinguishable by their line style and marker."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -34,15 +37,23 @@ def plot_histories(histories: Mapping[str, pd.DataFrame], out_dir: str | Path) -
         if not series:
             continue
         fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-        for run, s in series.items():
-            ax.plot(s["step"], s[column], marker="o" if len(s) < 30 else None, markersize=3, label=run)
+        for i, (run, s) in enumerate(series.items()):
+            ax.plot(
+                s["step"],
+                s[column],
+                linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+                marker=MARKERS[i % len(MARKERS)],
+                markevery=max(1, len(s) // 12),
+                markersize=4,
+                label=run,
+            )
         ax.set_xlabel("optimizer step")
         ax.set_ylabel(label)
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        path = out / f"{name}.png"
+        path = out / f"{prefix}{name}.png"
         fig.savefig(path)
         plt.close(fig)
         written[name] = path

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,16 @@ from medsft.report.text import TEXT
 class ReportInputs:
     """Everything the report shows besides the runs' own files."""
 
-    runs: dict[str, RunFiles]
+    runs: dict[str, RunFiles]  # this pipeline's runs (or runs imported with report.runs)
     lang: str = "zh"
+    # The published runs of the seed experiment, shown first; the claims are about them.
+    published: dict[str, RunFiles] = field(default_factory=dict)
+    published_source: str | None = None
+    # The model profile of the published runs and of the local runs: the claims are judged
+    # on local runs only when the two match.
+    published_profile: str | None = None
+    local_profile: str | None = None
+    base_info: Mapping[str, Any] | None = None  # the pretrain stage's base.json
     phase_steps: int = 100
     plateau_tolerance: float = 0.01
     claims_path: str | None = None
@@ -38,50 +47,107 @@ class ReportInputs:
 
 
 def _clip(text: str, limit: int = 160, show_breaks: bool = True) -> str:
-    """One table cell, clipped: line breaks shown as \\n (so a degenerate output stays visible)
-    or folded into spaces."""
-    text = text.replace("\n", "\\n") if show_breaks else " ".join(text.split())
-    if not text.strip():
+    """One table cell, clipped: line breaks shown as \\n (a run of them counted, so a
+    degenerate output stays visible without filling the table) or folded into spaces; an
+    output of whitespace only shows as (blank)."""
+    if not text:
         return "(empty)"
+    if not text.strip():
+        return "(blank)"
+    if show_breaks:
+        text = re.sub(r"\n{2,}", lambda m: f"\\n×{len(m.group())}", text).replace("\n", "\\n")
+    else:
+        text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "…"
 
 
 def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
-    """Write ``report.md`` and ``figures/*.png`` under ``out_dir``; return the report's path."""
+    """Write ``report.md`` and ``figures/*.png`` under ``out_dir``; return the report's path.
+
+    With published runs: a first part on them (their tables, figures and the claims audit),
+    then a part on the local runs. Without: the local runs alone.
+    """
     t = TEXT[inputs.lang]
     out = Path(out_dir)
-    runs = inputs.runs
-    if not runs:
+    if not inputs.runs and not inputs.published:
         raise ValueError("no runs to report on")
-    figures = plot_histories({n: r.history for n, r in runs.items()}, out / "figures")
     parts = [f"# {t['title']}", t["generated"], t["rounding"]]
-    parts += _overview(inputs, t)
-    parts += _data(inputs, t, out / "figures")
-    parts += _phases(inputs, t)
-    parts += _learning_rate(inputs, t, figures)
-    parts += _gradients(inputs, t)
-    parts += _comparison(inputs, t)
-    parts += _evaluation(inputs, t)
-    parts.append(f"## {t['figures']}")
-    parts.append(t["fig_def"])
-    parts += [f"![{name}](figures/{path.name})" for name, path in figures.items()]
-    parts += _sweep(inputs, t, out / "figures")
-    parts += _claims(inputs, t)
+    if inputs.published:
+        group = replace(inputs, runs=inputs.published)
+        parts.append(f"## {t['published_part']}")
+        parts.append(t["published_def"].format(source=inputs.published_source, profile=inputs.published_profile))
+        parts += _demote(_run_sections(group, t, out / "figures", prefix="published_"))
+        parts += _demote(_claims(group, t))
+    if inputs.runs:
+        if inputs.published:
+            parts.append(f"## {t['local_part']}")
+            parts.append(t["local_def"].format(profile=inputs.local_profile or "?"))
+        local = _overview(inputs, t) + _data(inputs, t, out / "figures") + _base(inputs, t)
+        local += _run_sections(inputs, t, out / "figures", prefix="")
+        local += _evaluation(inputs, t) + _sweep(inputs, t, out / "figures") + _local_claims(inputs, t)
+        parts += _demote(local) if inputs.published else local
     parts += _reproducibility(inputs, t)
     report = out / "report.md"
     atomic_write_text(report, "\n\n".join(_number_sections(parts)) + "\n")
     return report
 
 
+def _run_sections(inputs: ReportInputs, t: dict[str, str], figures_dir: Path, prefix: str) -> list[str]:
+    """The tables and figures of one group of runs, from their histories."""
+    figures = plot_histories({n: r.history for n, r in inputs.runs.items()}, figures_dir, prefix=prefix)
+    parts = _overview(inputs, t) if prefix else []
+    parts += _phases(inputs, t) + _learning_rate(inputs, t, figures) + _gradients(inputs, t) + _comparison(inputs, t)
+    parts += [f"## {t['figures']}", t["fig_def"]]
+    parts += [f"![{name}](figures/{path.name})" for name, path in figures.items()]
+    return parts
+
+
+def _demote(parts: list[str]) -> list[str]:
+    """Headings one level down (a group's sections inside its part)."""
+    return [f"#{p}" if p.startswith("##") else p for p in parts]
+
+
 def _number_sections(parts: list[str]) -> list[str]:
-    """Number the ``## `` sections in order, so an omitted section leaves no gap."""
-    numbered, n = [], 0
+    """Number ``## `` sections and ``### `` subsections in order, so an omitted one leaves no gap."""
+    numbered, n, m = [], 0, 0
     for part in parts:
         if part.startswith("## "):
-            n += 1
+            n, m = n + 1, 0
             part = f"## {n}. {part[3:]}"
+        elif part.startswith("### ") and n:
+            m += 1
+            part = f"### {n}.{m} {part[4:]}"
         numbered.append(part)
     return numbered
+
+
+def _base(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    info = inputs.base_info
+    if not info or "base_model_id" not in info:
+        return []
+    return [
+        f"## {t['base']}",
+        t["base_def"].format(
+            id=info["base_model_id"],
+            steps=fmt(info["steps"]),
+            tokens=fmt(info["train_tokens"]),
+            records=fmt(info["records"]),
+            first=fmt(info["first_loss"]),
+            final=fmt(info["final_loss"]),
+        ),
+    ]
+
+
+def _local_claims(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
+    """The claims audit of the local runs: only when they ran the profile the claims are about."""
+    if not inputs.claims_path:
+        return []
+    if inputs.published_profile and inputs.local_profile != inputs.published_profile:
+        return [
+            f"## {t['claims']}",
+            t["claims_na"].format(local=inputs.local_profile, profile=inputs.published_profile),
+        ]
+    return _claims(inputs, t)
 
 
 def _overview(inputs: ReportInputs, t: dict[str, str]) -> list[str]:

@@ -1,0 +1,85 @@
+"""A base model that predicts text, for profiles without a pretrained checkpoint (``tiny``).
+
+A LoRA adapter on a random model whose output layer is frozen and random cannot learn: the
+loss stays at ln |V|. So the ``pretrain`` stage trains the seeded architecture in full, as a
+causal language model over the formatted training split (prompt and target), and saves it as
+a local checkpoint. The variants then start from a model of the data's token statistics.
+Only the training split is read, so the validation loss stays a held-out measure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+
+from medsft.core.history import write_history_csv
+from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.spec import BASE_FILE, base_model_id
+from medsft.data.formatting import encode_records
+from medsft.data.tokenizer import load_tokenizer
+from medsft.modeling.loading import build_tiny_qwen3
+from medsft.train.callbacks import DivergenceCallback
+
+log = logging.getLogger(__name__)
+
+
+def pretrain_base(
+    model: dict[str, Any], fmt: dict[str, Any], records: list[dict[str, Any]], out_dir: str | Path
+) -> dict[str, Any]:
+    """Train the profile's seeded architecture in full on ``records`` and write it to
+    ``out_dir``: safetensors weights, config, tokenizer, ``history.csv`` and ``base.json``
+    (its identity: architecture, seed and a hash of the weights; and its final loss)."""
+    fields = dict(model["pretrain"]["training"])
+    set_seed(int(fields.get("seed", 42)))
+    tokenizer = load_tokenizer(None)
+    base = build_tiny_qwen3(model["config"], model["init_seed"])
+    enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], model["max_length"])
+    # A language model of the whole formatted text: every token is a label.
+    dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
+    with tempfile.TemporaryDirectory(prefix="pretrain-") as scratch:
+        args = TrainingArguments(
+            **fields,
+            output_dir=scratch,
+            save_strategy="no",
+            eval_strategy="no",
+            report_to=[],
+            logging_nan_inf_filter=False,
+            include_num_input_tokens_seen="non_padding",
+        )
+        trainer = Trainer(
+            model=base,
+            args=args,
+            train_dataset=dataset,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+            processing_class=tokenizer,
+            callbacks=[DivergenceCallback(max_loss_ratio=4.0, zero_grad_norm_logs=3)],
+        )
+        trainer.train()
+    history = trainer.state.log_history
+    losses = [e["loss"] for e in history if "loss" in e]
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        base.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
+        identity = f"{base_model_id({**model, 'pretrain': None})}-base-{digest[:12]}"
+        write_history_csv(tmp / "history.csv", history)
+        info = {
+            "base_model_id": identity,
+            "steps": trainer.state.global_step,
+            "train_tokens": int(trainer.state.num_input_tokens_seen),
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+            "records": len(records),
+        }
+        atomic_write_json(tmp / BASE_FILE, info)
+    log.info(
+        "base model: %s, loss %s -> %s over %d steps", identity, info["first_loss"], info["final_loss"], info["steps"]
+    )
+    return info

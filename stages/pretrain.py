@@ -1,0 +1,44 @@
+"""pretrain: the base model the variants start from, for a profile without a checkpoint.
+
+    python -m stages.pretrain [key=value ...]
+
+With model.pretrain.training set (the tiny profile), trains the seeded architecture in full on
+prepare.out_dir/train.jsonl and writes model.pretrain.output_dir (safetensors, tokenizer,
+history.csv, base.json). With it null (a pretrained checkpoint such as qwen3-1.7b), writes only
+a note there: the profile's base is loaded as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from medsft.core.cli import parse_args, require_inputs
+from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl
+from medsft.train.pretrain import pretrain_base
+
+log = logging.getLogger("pretrain")
+
+
+def main(argv: list[str] | None = None) -> int:
+    _, cfg = parse_args(argv, usage=__doc__)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    out = Path(model["pretrain"]["output_dir"])
+    if not model["pretrain"]["training"]:
+        with atomic_dir(out) as tmp:
+            atomic_write_json(
+                tmp / "NO_PRETRAINING.json",
+                {"profile": model["name"], "base": model["pretrained_model_name_or_path"] or "the seeded init"},
+            )
+        log.info("profile %s: no pretraining (model.pretrain.training is null)", model["name"])
+        return 0
+    train_file = Path(cfg.prepare.out_dir) / "train.jsonl"
+    require_inputs((train_file, "prepare"))
+    pretrain_base(model, OmegaConf.to_container(cfg.format, resolve=True), read_jsonl(train_file), out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
