@@ -1,6 +1,7 @@
 """History loading, comparison numbers and the rendered report, on hand-made histories."""
 
 import json
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -68,3 +69,40 @@ def test_report_shows_the_logged_numbers(tmp_path):
     for fig in ("loss", "eval_loss", "learning_rate", "grad_norm"):
         assert (tmp_path / "out/figures" / f"{fig}.png").stat().st_size > 1000
         assert f"figures/{fig}.png" in report
+
+
+def test_the_report_opens_with_the_published_runs_and_judges_claims_on_their_profile_only(tmp_path):
+    from medsft.report.runs import load_imported_run
+    from tests.conftest import ROOT
+
+    published = {v: load_imported_run(v, ROOT / "data/published" / v) for v in ("v1", "v2")}
+    write_history_csv(tmp_path / "local.csv", LOG)
+    local = {
+        "v1": RunFiles("v1", load_history(tmp_path / "local.csv"), "local.csv", config={"model": {"name": "tiny"}})
+    }
+    inputs = ReportInputs(
+        runs=local,
+        published=published,
+        published_source="data/published",
+        published_profile="qwen3-1.7b",
+        local_profile="tiny",
+        claims_path=str(ROOT / "conf/claims/seed_report.yaml"),
+        lang="en",
+    )
+    report = render_report(inputs, tmp_path / "out").read_text()
+    published_part, local_part = report.split("## 2. Local runs")
+    assert "## 1. Published runs" in published_part and "### 1." in published_part
+    # The claims are judged on the published logs: the seed's V2 phase 1 numbers hold there.
+    assert "| phase_1 |" in published_part and "**holds**" in published_part
+    assert "Not applicable" in local_part and "`tiny`" in local_part and "**holds**" not in local_part
+    assert (tmp_path / "out/figures/published_loss.png").exists() and (tmp_path / "out/figures/loss.png").exists()
+    # The same local runs on the published profile are audited.
+    same = render_report(replace(inputs, local_profile="qwen3-1.7b"), tmp_path / "same").read_text()
+    assert "Not applicable" not in same.split("## 2. Local runs")[1]
+
+
+def test_whitespace_only_output_shows_as_blank():
+    from medsft.report.render import _clip
+
+    assert _clip("\n\n\n \n") == "(blank)" and _clip("") == "(empty)"
+    assert _clip("\n" * 24 + "，，") == "\\n×24，，"

@@ -1,4 +1,4 @@
-"""The report on the real seed runs (../shared/reference/seed_runs): numbers from the logs."""
+"""The report on the real seed runs (data/published, the project's copy of their logs)."""
 
 import json
 import re
@@ -13,19 +13,26 @@ from medsft.report.runs import load_imported_run
 from tests.conftest import ROOT
 
 CLAIMS = ROOT / "conf/claims/seed_report.yaml"
+PUBLISHED = ROOT / "data/published"
+
+
+def test_the_published_runs_are_the_reference_logs(reference):
+    for run in ("v1", "v2", "v3"):
+        for name in ("trainer_state.json", "run_config.yaml"):
+            assert (PUBLISHED / run / name).read_bytes() == (reference / "seed_runs" / run / name).read_bytes()
 
 
 @pytest.fixture
-def seed_runs(reference):
-    return {v: load_imported_run(v, reference / "seed_runs" / v) for v in ("v1", "v2")}
+def seed_runs():
+    return {v: load_imported_run(v, PUBLISHED / v) for v in ("v1", "v2")}
 
 
-def scaled_copy(reference, tmp_path, factor):
+def scaled_copy(tmp_path, factor):
     """The reference runs with every loss (train and eval) multiplied by ``factor``."""
     runs = {}
     for v in ("v1", "v2"):
         dest = tmp_path / v
-        shutil.copytree(reference / "seed_runs" / v, dest)
+        shutil.copytree(PUBLISHED / v, dest)
         state = json.loads((dest / "trainer_state.json").read_text())
         for entry in state["log_history"]:
             for key in ("loss", "eval_loss"):
@@ -87,7 +94,7 @@ def test_claims_audit_verdicts(seed_runs):
     assert verdicts["dropout"].status == FAILS
 
 
-def test_rendered_report_on_reference_and_scaled_losses(seed_runs, reference, tmp_path):
+def test_rendered_report_on_reference_and_scaled_losses(seed_runs, tmp_path):
     report = render_report(ReportInputs(runs=seed_runs, claims_path=str(CLAIMS)), tmp_path / "a").read_text()
     assert "| v2 | 1 (0, 100] | 1.9088 @ 10 | 1.2358 @ 100 | ↓35.3% | 1.2388 @ 100 |" in report
     assert "| v2 | 0.8717 | ↓21.3% | 1.1771 | ↓3.1% |" in report
@@ -96,7 +103,7 @@ def test_rendered_report_on_reference_and_scaled_losses(seed_runs, reference, tm
     assert re.search(r"\| term_recognition \|.*\*\*无数据\*\*", report)
 
     scaled = render_report(
-        ReportInputs(runs=scaled_copy(reference, tmp_path, 1.1), claims_path=str(CLAIMS), lang="en"), tmp_path / "b"
+        ReportInputs(runs=scaled_copy(tmp_path, 1.1), claims_path=str(CLAIMS), lang="en"), tmp_path / "b"
     ).read_text()
     # 1.9088 × 1.1 = 2.09968, 1.2358 × 1.1 = 1.35938, eval 1.2388 × 1.1 = 1.36268; the drop is unchanged.
     assert "| v2 | 1 (0, 100] | 2.0997 @ 10 | 1.3594 @ 100 | ↓35.3% | 1.3627 @ 100 |" in scaled
@@ -105,15 +112,15 @@ def test_rendered_report_on_reference_and_scaled_losses(seed_runs, reference, tm
     assert re.search(r"\| phase_1 \|.*\*\*does not hold\*\*", scaled)
 
 
-def test_report_stage_on_imported_runs(reference, tmp_path):
+def test_report_stage_on_imported_runs(tmp_path):
     from stages.report import main
 
     out = tmp_path / "rep"
     assert (
         main(
             [
-                f"report.runs.v1={reference}/seed_runs/v1",
-                f"report.runs.v2={reference}/seed_runs/v2/trainer_state.json",
+                f"report.runs.v1={PUBLISHED}/v1",
+                f"report.runs.v2={PUBLISHED}/v2/trainer_state.json",
                 f"report.out_dir={out}",
                 "report.lang=en",
             ]
