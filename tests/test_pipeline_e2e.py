@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -53,10 +55,22 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_writes_the_report_and_is_then_up_to_date(repo):
     out = run(["dvc", "repro"], repo)
     variants = ("v1", "v2", "v3")
-    expected = {"prepare", "sweep", "report"} | {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
+    expected = {"prepare", "pretrain", "import", "sweep", "report"}
+    expected |= {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
     assert ran_stages(out) == expected
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     assert "final train loss" in report and "lora.lora_dropout" in report
+    # The default run shows an experiment: the report opens with the published runs and
+    # judges the seed's claims on them; the tiny runs learn from a pretrained base.
+    published, local = report.split("## 2. 本地运行")
+    assert "## 1. 已发表的运行" in published and "**成立**" in published and "不适用" in local
+    for v in variants:
+        metrics = json.loads((repo / f"runs/{v}/train/metrics.json").read_text())
+        assert metrics["final_eval_loss"] <= 8.0, (v, metrics["final_eval_loss"])
+        outputs = [json.loads(line)["output"] for line in (repo / f"runs/{v}/eval/generations.jsonl").open()]
+        assert all(re.search(r"[\u4e00-\u9fff]", o) for o in outputs), (v, outputs)
+    evals = pd.read_csv(repo / "runs/v1/train/history.csv")["eval_loss"].dropna()
+    assert evals.iloc[-1] < evals.iloc[0], evals.tolist()
     for fig in ("loss", "eval_loss", "learning_rate", "grad_norm"):
         assert (repo / "reports/figures" / f"{fig}.png").exists()
     assert "up to date" in run(["dvc", "status"], repo)
