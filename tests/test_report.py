@@ -6,8 +6,8 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from medsft.analysis.measures import final_value, relative_change
 from medsft.core.history import load_history, write_history_csv
-from medsft.report.analysis import final_value, relative_change
 from medsft.report.compare import config_differences
 from medsft.report.render import ReportInputs, render_report
 from medsft.report.runs import RunFiles

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from medsft.report import analysis
+from medsft.analysis import measures as analysis
 from medsft.report.claims import FAILS, HOLDS, NO_DATA, audit, load_claims
 from medsft.report.render import ReportInputs, render_report
 from medsft.report.runs import load_imported_run

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from medsft.report import analysis
+from medsft.analysis import measures as analysis
 from medsft.report.compare import flatten
 from medsft.report.runs import RunFiles
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from medsft.analysis import measures as analysis
+from medsft.analysis.tables import fmt, lr_fmt, md_table, pct
 from medsft.core.io import atomic_write_text
-from medsft.report import analysis
 from medsft.report.claims import audit, load_claims
 from medsft.report.compare import config_differences
 from medsft.report.plots import plot_histories, plot_length_histogram
 from medsft.report.runs import RunFiles
-from medsft.report.tables import fmt, lr_fmt, md_table, pct
 from medsft.report.text import TEXT
 
 
@@ -73,7 +73,7 @@ def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
         raise ValueError("no runs to report on")
     parts = [f"# {t['title']}", t["generated"], t["rounding"]]
     if inputs.published:
-        group = replace(inputs, runs=inputs.published)
+        group = replace(inputs, runs=inputs.published, tracking_logdir=None)
         parts.append(f"## {t['published_part']}")
         parts.append(t["published_def"].format(source=inputs.published_source, profile=inputs.published_profile))
         parts += _demote(_run_sections(group, t, out / "figures", prefix="published_"))

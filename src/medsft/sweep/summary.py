@@ -16,10 +16,10 @@ import pandas as pd  # noqa: E402
 from hydra.experimental.callback import Callback  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from medsft.analysis import measures as analysis  # noqa: E402
+from medsft.analysis.tables import fmt, md_table  # noqa: E402
 from medsft.core.history import load_history  # noqa: E402
 from medsft.core.io import atomic_write_text, read_json  # noqa: E402
-from medsft.report import analysis  # noqa: E402
-from medsft.report.tables import fmt, md_table  # noqa: E402
 from medsft.sweep.points import STATUS  # noqa: E402
 
 log = logging.getLogger(__name__)
