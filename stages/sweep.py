@@ -28,7 +28,7 @@ OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
 def main(cfg: DictConfig) -> None:
     keep_large_allocations()
     runtime = HydraConfig.get()
-    base_variant = runtime.runtime.choices.get("variant@variant", "variant")
+    base_variant = runtime.runtime.choices["variant"]  # the base variant of `variant=…` (default v2)
     run_point(cfg, Path(runtime.runtime.output_dir), list(runtime.overrides.task), base_variant)
 
 
