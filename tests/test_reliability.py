@@ -25,7 +25,6 @@ DRIVER = textwrap.dedent(
     import sys, time
     from transformers import TrainerCallback
     from medsft.core.config import load_config
-from medsft.core.spec import resolve_spec
     from medsft.train import trainer as training
     from tests.test_training import RECORDS
 
@@ -79,9 +78,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, monkeypatch):
-    from medsft.modeling import loading as modeling
+    from medsft.train import trainer as training
 
-    original = modeling.add_lora
+    original = training.add_lora
 
     def poisoned(*args, **kwargs):
         model = original(*args, **kwargs)
@@ -96,7 +95,7 @@ def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, m
         model.register_forward_hook(hook)
         return model
 
-    monkeypatch.setattr(modeling, "add_lora", poisoned)
+    monkeypatch.setattr(training, "add_lora", poisoned)
     (tmp_path / "adapter").mkdir()  # a stale adapter from an earlier run
     with pytest.raises(DivergenceError, match=r"diverged at step 3: loss is nan"):
         train_variant(load_config(FAST, path=ROOT / "params.yaml"), "v1", RECORDS[:10], RECORDS[10:], tmp_path)
@@ -128,7 +127,6 @@ def test_two_processes_with_accelerate_write_one_history_and_one_adapter(tmp_pat
     script.write_text(
         textwrap.dedent(f"""
         from medsft.core.config import load_config
-from medsft.core.spec import resolve_spec
         from medsft.train.trainer import train_variant
         from tests.test_training import RECORDS
         cfg = load_config({FAST!r}, path="params.yaml")

@@ -225,7 +225,8 @@ def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FI
     return validate(raw, source=str(path))
 
 
-VARIANT_SECTIONS = ("lora", "training", "augment")
+# Sections of a variant with no top-level section of the same name (`augment` has one).
+VARIANT_SECTIONS = ("lora", "training")
 CONF_DIR = Path("conf")
 
 
