@@ -82,7 +82,16 @@ def lock_outs(repo: Path, stage: str) -> dict[str, str]:
     return {o["path"]: o["md5"] for o in lock["stages"][stage]["outs"]}
 
 
+def baseline(repo: Path) -> None:
+    """The pipeline reproduced and committed (each slow test also runs alone: `pytest -m slow`)."""
+    run(["dvc", "repro"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline", "--allow-empty"], repo)
+
+
+@pytest.mark.slow
 def test_a_forced_rerun_writes_the_same_bytes(repo):
+    baseline(repo)
     timing = "runs/v1/train/metrics.json"  # wall time and throughput: a metric, expected to change
     before = {s: lock_outs(repo, s) for s in ("train@v1", "evaluate@v1")}
     for stage in before:
@@ -98,8 +107,7 @@ def test_a_forced_rerun_writes_the_same_bytes(repo):
 
 
 def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], repo)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "baseline"], repo)
+    baseline(repo)
     out = run(["dvc", "exp", "run", "-S", "variants.v2.lora.lora_dropout=0.3"], repo)
     assert ran_stages(out) == {"train@v2", "evaluate@v2", "report"}
     shown = run(["dvc", "exp", "show", "--md"], repo)
@@ -109,7 +117,9 @@ def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
     run(["dvc", "plots", "show", "--json"], repo)
 
 
+@pytest.mark.slow
 def test_queued_experiments_run_and_are_listed(repo):
+    baseline(repo)
     import time
 
     out = run(["dvc", "exp", "run", "--queue", "-S", "variants.v2.lora.lora_dropout=0.15,0.25"], repo)
@@ -137,7 +147,9 @@ def test_queued_experiments_run_and_are_listed(repo):
     assert "0.15" in shown and "0.25" in shown
 
 
+@pytest.mark.slow
 def test_a_variant_added_in_conf_shows_in_metrics_plots_and_report(repo):
+    baseline(repo)
     out = run(["dvc", "exp", "run", "-S", "+variant@variants.v2_reported=v2_reported"], repo)
     assert {"augment@v2_reported", "train@v2_reported", "evaluate@v2_reported", "report"} <= ran_stages(out)
     metrics = run(["dvc", "metrics", "show", "--json"], repo)
