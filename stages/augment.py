@@ -24,7 +24,7 @@ log = logging.getLogger("augment")
 
 
 def main(argv: list[str] | None = None) -> int:
-    variant, cfg = parse_variant_args(argv, usage=__doc__)
+    variant, cfg = parse_variant_args(argv, usage=__doc__, libraries=False)
     settings = OmegaConf.to_container(cfg.variants[variant].augment, resolve=True)
     source = Path(cfg.prepare.out_dir) / "train.jsonl"
     require_inputs((source, "prepare"))

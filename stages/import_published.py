@@ -22,7 +22,7 @@ log = logging.getLogger("import")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, cfg = parse_args(argv, usage=__doc__)
+    _, cfg = parse_args(argv, usage=__doc__, libraries=False)
     source, out = Path(cfg.published.dir), Path(cfg.published.out_dir)
     folders = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
     if not folders:

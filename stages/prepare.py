@@ -26,7 +26,7 @@ OUTPUTS = ("train.jsonl", "val.jsonl", "rejects.jsonl", "stats.json")
 
 
 def main(argv: list[str] | None = None) -> int:
-    _, cfg = parse_args(argv, usage=__doc__)
+    _, cfg = parse_args(argv, usage=__doc__, libraries=False)
     out = Path(cfg.prepare.out_dir)
     fmt, max_length = cfg.format, cfg.model.max_length
     # A failed run must not leave an earlier config's splits beside its own rejects.

@@ -27,7 +27,7 @@ log = logging.getLogger("report")
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    _, cfg = parse_args(args, usage=__doc__)
+    _, cfg = parse_args(args, usage=__doc__, libraries=False)
     imported = dict(cfg.report.runs)
     if imported:
         try:

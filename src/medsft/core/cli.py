@@ -18,8 +18,13 @@ def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
-def parse_args(argv: list[str] | None, positional: int = 0, usage: str = "") -> tuple[list[str], DictConfig]:
+def parse_args(
+    argv: list[str] | None, positional: int = 0, usage: str = "", libraries: bool = True
+) -> tuple[list[str], DictConfig]:
     """Split ``argv`` into ``positional`` names and ``key=value`` overrides of params.yaml.
+
+    ``libraries=False`` for stages that read no ``lora``/``training``/``quantization``/
+    ``generation`` section: their fields are then checked by the stages that read them.
 
     Exits with status 2 and the usage line on a malformed command line or an invalid config.
     """
@@ -35,20 +40,22 @@ def parse_args(argv: list[str] | None, positional: int = 0, usage: str = "") -> 
         print(f"error: expected {positional} name(s), got {names}\n{usage}", file=sys.stderr)
         raise SystemExit(2)
     try:
-        cfg = load_config(overrides)
+        cfg = load_config(overrides, libraries=libraries)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     return names, cfg
 
 
-def parse_variant_args(argv: list[str] | None, usage: str = "", check: bool = True) -> tuple[str, DictConfig]:
+def parse_variant_args(
+    argv: list[str] | None, usage: str = "", check: bool = True, libraries: bool = True
+) -> tuple[str, DictConfig]:
     """``parse_args`` for the stages that take one VARIANT; exits with status 2 on an unknown one.
 
     ``check=False`` for stages that read a variant's run, not its config (evaluate): they
     name the missing run instead (:func:`require_inputs`).
     """
-    (variant,), cfg = parse_args(argv, positional=1, usage=usage)
+    (variant,), cfg = parse_args(argv, positional=1, usage=usage, libraries=libraries)
     if not check:
         return variant, cfg
     try:

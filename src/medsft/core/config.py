@@ -21,8 +21,6 @@ from typing import Any, Literal
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from peft import LoraConfig
-from transformers import BitsAndBytesConfig, GenerationConfig, TrainingArguments
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -194,7 +192,9 @@ class Config:
     sweep_name: str = "ci"
 
 
-def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FILE) -> DictConfig:
+def load_config(
+    overrides: list[str] | None = None, path: Path | str = PARAMS_FILE, libraries: bool = True
+) -> DictConfig:
     """Read ``params.yaml``, apply ``key=value`` overrides, validate, and return it.
 
     Overrides use OmegaConf's dotlist syntax (``data.path=FILE``); they are checked like
@@ -222,7 +222,7 @@ def load_config(overrides: list[str] | None = None, path: Path | str = PARAMS_FI
             )
     if dotlist:
         raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(dotlist))
-    return validate(raw, source=str(path))
+    return validate(raw, source=str(path), libraries=libraries)
 
 
 # Sections of a variant with no top-level section of the same name (`augment` has one).
@@ -251,8 +251,12 @@ def group_option(group: str, option: str) -> DictConfig:
     return composed[group]
 
 
-def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
-    """Check ``raw`` against the schema; raise :class:`ConfigError` naming the bad key."""
+def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = True) -> DictConfig:
+    """Check ``raw`` against the schema; raise :class:`ConfigError` naming the bad key.
+
+    ``libraries=False`` leaves out :func:`check_library_fields` (for stages that read none of
+    those sections).
+    """
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(Config), raw)
     except OmegaConfBaseException as err:
@@ -272,21 +276,10 @@ def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
             )
         if not 0 <= masking.probability <= 1:
             raise ConfigError(f"{source}: variants.{name}.augment.term_masking.probability must be in [0, 1]")
-        _check_library_fields(variant.lora, LoraConfig, f"variants.{name}.lora", source)
-        _check_library_fields(variant.training, TrainingArguments, f"variants.{name}.training", source)
-    _check_library_fields(cfg.model.training, TrainingArguments, "model.training", source)
-    defaults = GenerationConfig()
-    for name in cfg.model.generation:
-        if not hasattr(defaults, name):
-            close = difflib.get_close_matches(name, list(vars(defaults)), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{source}: model.generation.{name}: not a field of GenerationConfig{hint}")
-    if cfg.model.pretrain.training is not None:
-        _check_library_fields(cfg.model.pretrain.training, TrainingArguments, "model.pretrain.training", source)
-        if cfg.model.pretrained_model_name_or_path is not None:
-            raise ConfigError(f"{source}: model.pretrain.training is for the seeded architecture; set it to null")
-    if cfg.model.quantization is not None:
-        _check_library_fields(cfg.model.quantization, _bnb_config_fields(), "model.quantization", source)
+    if cfg.model.pretrain.training is not None and cfg.model.pretrained_model_name_or_path is not None:
+        raise ConfigError(f"{source}: model.pretrain.training is for the seeded architecture; set it to null")
+    if libraries:
+        check_library_fields(cfg, source)
     if not cfg.divergence.max_loss_ratio > 1:
         raise ConfigError(f"{source}: divergence.max_loss_ratio must be > 1, got {cfg.divergence.max_loss_ratio}")
     if cfg.divergence.zero_grad_norm_logs < 0:
@@ -294,6 +287,34 @@ def validate(raw: DictConfig | dict, source: str = "config") -> DictConfig:
     if not 0 < cfg.split.val_fraction < 1:
         raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
     return cfg
+
+
+def check_library_fields(cfg: DictConfig, source: str = "config") -> None:
+    """Check the sections that feed library classes against the installed classes: ``lora``
+    (peft.LoraConfig), ``training`` (TrainingArguments), ``quantization``
+    (BitsAndBytesConfig), ``generation`` (GenerationConfig).
+
+    peft and transformers are imported here, not at module top: importing peft takes about
+    7 s, and the stages that read none of these sections (prepare, augment, import, report)
+    would pay it in every process of the DAG.
+    """
+    from peft import LoraConfig
+    from transformers import GenerationConfig, TrainingArguments
+
+    for name, variant in cfg.variants.items():
+        _check_library_fields(variant.lora, LoraConfig, f"variants.{name}.lora", source)
+        _check_library_fields(variant.training, TrainingArguments, f"variants.{name}.training", source)
+    _check_library_fields(cfg.model.training, TrainingArguments, "model.training", source)
+    if cfg.model.pretrain.training is not None:
+        _check_library_fields(cfg.model.pretrain.training, TrainingArguments, "model.pretrain.training", source)
+    defaults = GenerationConfig()
+    for name in cfg.model.generation:
+        if not hasattr(defaults, name):
+            close = difflib.get_close_matches(name, list(vars(defaults)), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: model.generation.{name}: not a field of GenerationConfig{hint}")
+    if cfg.model.quantization is not None:
+        _check_library_fields(cfg.model.quantization, _bnb_config_fields(), "model.quantization", source)
 
 
 def require_variant(cfg: DictConfig, variant: str) -> None:
@@ -307,6 +328,8 @@ def require_variant(cfg: DictConfig, variant: str) -> None:
 
 def _bnb_config_fields() -> dict[str, Any]:
     """BitsAndBytesConfig is no dataclass: its fields are its __init__ parameters."""
+    from transformers import BitsAndBytesConfig
+
     params = inspect.signature(BitsAndBytesConfig.__init__).parameters
     return {n: p.annotation for n, p in params.items() if n not in ("self", "kwargs")}
 
