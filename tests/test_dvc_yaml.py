@@ -164,8 +164,8 @@ def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
     def run(stage: str, *argv: str) -> None:
         keys = declared_params(defs[stage], variant)
 
-        def view(overrides):
-            cfg = load_config([*QUICK, *overrides])
+        def view(overrides, libraries=True):
+            cfg = load_config([*QUICK, *overrides], libraries=libraries)
             cfg.variants = {variant: cfg.variants[variant]}
             return pruned(cfg, keys)
 
