@@ -41,6 +41,7 @@ def main() -> None:
 
     base = [
         "tracking.mode=disabled",
+        "model.pretrain.training=null",  # the seeded init: throughput does not need the pretrained base
         f"model.max_length={args.max_length}",
         f"model.training.max_steps={args.steps}",
         f"model.training.per_device_train_batch_size={args.batch_size}",
