@@ -36,7 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     train_file = Path(cfg.prepare.out_dir) / "train.jsonl"
     require_inputs((train_file, "prepare"))
-    pretrain_base(model, OmegaConf.to_container(cfg.format, resolve=True), read_jsonl(train_file), out)
+    pretrain_base(
+        model,
+        OmegaConf.to_container(cfg.format, resolve=True),
+        read_jsonl(train_file),
+        out,
+        divergence=OmegaConf.to_container(cfg.divergence, resolve=True),
+    )
     return 0
 
 

@@ -307,14 +307,13 @@ def check_library_fields(cfg: DictConfig, source: str = "config") -> None:
     _check_library_fields(cfg.model.training, TrainingArguments, "model.training", source)
     if cfg.model.pretrain.training is not None:
         _check_library_fields(cfg.model.pretrain.training, TrainingArguments, "model.pretrain.training", source)
-    defaults = GenerationConfig()
-    for name in cfg.model.generation:
-        if not hasattr(defaults, name):
-            close = difflib.get_close_matches(name, list(vars(defaults)), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{source}: model.generation.{name}: not a field of GenerationConfig{hint}")
+    # GenerationConfig is no dataclass either: its fields are the attributes of a default one.
+    generation_fields = dict.fromkeys(vars(GenerationConfig()), Any)
+    _check_library_fields(cfg.model.generation, generation_fields, "model.generation", source, "GenerationConfig")
     if cfg.model.quantization is not None:
-        _check_library_fields(cfg.model.quantization, _bnb_config_fields(), "model.quantization", source)
+        _check_library_fields(
+            cfg.model.quantization, _bnb_config_fields(), "model.quantization", source, "BitsAndBytesConfig"
+        )
 
 
 def require_variant(cfg: DictConfig, variant: str) -> None:
@@ -334,12 +333,16 @@ def _bnb_config_fields() -> dict[str, Any]:
     return {n: p.annotation for n, p in params.items() if n not in ("self", "kwargs")}
 
 
-def _check_library_fields(section: Any, spec: type | dict[str, Any], key: str, source: str) -> None:
+def _check_library_fields(
+    section: Any, spec: type | dict[str, Any], key: str, source: str, owner: str | None = None
+) -> None:
+    """``section``'s keys against a dataclass's fields, or against ``spec`` (name -> annotation)
+    of the class named ``owner``."""
     values = OmegaConf.to_container(section, resolve=True) if section is not None else {}
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: {key} must be a mapping, got {type(values).__name__}")
     if isinstance(spec, dict):
-        fields, owner = spec, "BitsAndBytesConfig"
+        fields = spec
     else:
         hints = typing.get_type_hints(spec)
         fields = {f.name: hints.get(f.name, Any) for f in dataclasses.fields(spec) if f.init}

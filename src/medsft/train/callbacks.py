@@ -3,6 +3,7 @@ divergence guard, per-epoch augmentation, SwanLab tracking."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import swanlab
 from transformers import TrainerCallback
 
+from medsft.core.config import DivergenceConfig
 from medsft.core.history import HISTORY_COLUMNS, write_history_csv, write_trainer_state
 
 
@@ -95,6 +97,11 @@ class DivergenceCallback(TrainerCallback):
     - a ``grad_norm`` of exactly 0 in ``zero_grad_norm_logs`` consecutive logs (the
       weights no longer move: a saturated or dead model).
     """
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any] | None) -> DivergenceCallback:
+        """From the ``divergence`` config section; the schema's defaults where a field is absent."""
+        return cls(**{**dataclasses.asdict(DivergenceConfig()), **(settings or {})})
 
     def __init__(self, max_loss_ratio: float, zero_grad_norm_logs: int) -> None:
         self.max_loss_ratio = max_loss_ratio

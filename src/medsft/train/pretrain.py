@@ -30,7 +30,11 @@ log = logging.getLogger(__name__)
 
 
 def pretrain_base(
-    model: dict[str, Any], fmt: dict[str, Any], records: list[dict[str, Any]], out_dir: str | Path
+    model: dict[str, Any],
+    fmt: dict[str, Any],
+    records: list[dict[str, Any]],
+    out_dir: str | Path,
+    divergence: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the profile's seeded architecture in full on ``records`` and write it to
     ``out_dir``: safetensors weights, config, tokenizer, ``history.csv`` and ``base.json``
@@ -58,7 +62,7 @@ def pretrain_base(
             train_dataset=dataset,
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
             processing_class=tokenizer,
-            callbacks=[DivergenceCallback(max_loss_ratio=4.0, zero_grad_norm_logs=3)],
+            callbacks=[DivergenceCallback.from_settings(divergence)],
         )
         trainer.train()
     history = trainer.state.log_history

@@ -149,7 +149,6 @@ def train_run(
     spec = replace(spec, training=trainer_fields(spec.training, out))
     args = TrainingArguments(**spec.training)
     log_profile_overrides(spec)
-    divergence = divergence or {}
 
     # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
     set_seed(args.seed)
@@ -175,7 +174,7 @@ def train_run(
     callbacks = [
         GradGroupNormCallback(),
         HistoryCallback(out / "history.csv", out / "trainer_state.json"),
-        DivergenceCallback(divergence.get("max_loss_ratio", 4.0), divergence.get("zero_grad_norm_logs", 3)),
+        DivergenceCallback.from_settings(divergence),
         CheckpointCommitCallback(),
     ]
     if spec.term_masking:
