@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from medsft.data.tokenizer import build_offline_qwen3_tokenizer
 
 
@@ -42,3 +44,57 @@ def test_token_sums_equal_real_qwen3_on_reference_records(reference):
     }
     # Counted with the hub's Qwen/Qwen3-1.7B tokenizer.
     assert sums == {"question": 8730, "think": 136827, "answer": 36523}
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty tokenizer cache, and the in-process memo cleared before and after."""
+    monkeypatch.setenv("MEDSFT_CACHE", str(tmp_path / "cache"))
+    build_offline_qwen3_tokenizer.cache_clear()
+    yield tmp_path / "cache" / "tokenizers"
+    build_offline_qwen3_tokenizer.cache_clear()
+
+
+def test_cached_tokenizer_saves_the_same_bytes_as_a_fresh_conversion(fresh_cache, tmp_path):
+    built = build_offline_qwen3_tokenizer()
+    (cached_file,) = fresh_cache.glob("qwen3-offline-*.json")
+    build_offline_qwen3_tokenizer.cache_clear()
+    cached = build_offline_qwen3_tokenizer()
+    # The pretrain stage saves the tokenizer into a DVC output: a cold and a warm cache must
+    # give identical bytes there, or a rerun would not be byte-identical.
+    built.save_pretrained(tmp_path / "a")
+    cached.save_pretrained(tmp_path / "b")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    text = "<|im_start|>system\n头痛三天<|im_end|>\n<think>\n\n</think>\n\nA  b\r\n 12345 ﬁ é\u200b"
+    assert built(text).input_ids == cached(text).input_ids
+    assert cached_file.stat().st_size > 1_000_000
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{not json", json.dumps({"version": "1.0", "model": {"type": "WordLevel", "vocab": {"a": 0}}}).encode()],
+    ids=["empty", "truncated", "foreign"],
+)
+def test_a_broken_cached_tokenizer_is_rebuilt(fresh_cache, content, caplog):
+    build_offline_qwen3_tokenizer()
+    (cached_file,) = fresh_cache.glob("qwen3-offline-*.json")
+    cached_file.write_bytes(content)
+    build_offline_qwen3_tokenizer.cache_clear()
+    tok = build_offline_qwen3_tokenizer()
+    assert len(tok) == 151669 and tok.convert_tokens_to_ids("<think>") == 151667
+    assert "rebuilding it" in caplog.text
+    assert cached_file.stat().st_size > 1_000_000  # rewritten
+
+
+def test_an_unwritable_cache_costs_time_not_correctness(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MEDSFT_CACHE", str(blocker))
+    build_offline_qwen3_tokenizer.cache_clear()
+    try:
+        tok = build_offline_qwen3_tokenizer()
+    finally:
+        build_offline_qwen3_tokenizer.cache_clear()
+    assert tok.convert_tokens_to_ids("<|im_end|>") == 151645
+    assert "could not cache the converted tokenizer" in caplog.text
