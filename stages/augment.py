@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medsft.core.cli import parse_variant_args, require_inputs
+from medsft.core.cli import parse_variant_args, require_inputs, run_stage
 from medsft.core.io import atomic_write_json, read_jsonl, write_jsonl
 from medsft.data.augmentation import inject_knowledge, load_lexicon
 
@@ -59,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

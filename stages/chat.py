@@ -8,7 +8,8 @@
 The base model, its settings and the prompt format come from the run's run_config.yaml
 (runs/<variant>/train/); the adapter must record that base. Sampling follows the seed's
 deployment (temperature 0.7, top_p 0.95, max_new_tokens 512), seeded; --greedy decodes
-greedily. Prints the reasoning and the answer separately. Not for clinical decisions.
+greedily. Prints the reasoning and the answer separately. Not for clinical decisions; on the
+`tiny` profile (a pipeline check) a one-line notice on stderr says its replies are not meaningful.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from medsft.core.cli import fail
+from medsft.core.cli import fail, run_stage
 from medsft.core.paths import train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
 from medsft.modeling.loading import load_adapter
-from medsft.serve.chat import ChatSession
+from medsft.serve.chat import ChatSession, profile_notice
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -64,8 +65,8 @@ def locate_run(args: argparse.Namespace) -> tuple[RunSpec, Path]:
     return RunSpec.read(run / SPEC_FILE), adapter
 
 
-def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
-    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) -> int:
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
         spec, adapter = locate_run(args)
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
             print(f"[思考]\n{reasoning or '(none)'}\n", file=stdout)
         print(f"[回答]\n{reply}\n", file=stdout, flush=True)
 
+    notice = profile_notice(spec.model)
+    if notice:  # once, before the first reply; on stderr, so that stdout holds the replies only
+        print(notice, file=stderr, flush=True)
     if args.question:
         answer(args.question)
     if args.interactive:
@@ -101,4 +105,4 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medsft.core.cli import parse_variant_args, require_inputs
+from medsft.core.cli import parse_variant_args, require_inputs, run_stage
 from medsft.core.io import read_jsonl
 from medsft.core.paths import eval_dir, train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
@@ -47,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

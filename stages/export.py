@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from medsft.core.cli import fail, require_inputs, setup_logging
+from medsft.core.cli import fail, require_inputs, run_stage, setup_logging
 from medsft.core.io import read_json
 from medsft.core.paths import eval_dir, train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
@@ -54,4 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

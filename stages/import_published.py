@@ -13,7 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from medsft.core.cli import fail, parse_args
+from medsft.core.cli import fail, parse_args, run_stage
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, read_json
 from medsft.report.runs import load_imported_run
@@ -45,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from medsft.core.cli import fail, parse_args
+from medsft.core.cli import fail, parse_args, run_stage
 from medsft.core.io import atomic_write_json, write_jsonl
 from medsft.data.records import load_source, reject_without_target, split_records
 from medsft.data.stats import token_stats
@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

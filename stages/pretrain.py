@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from medsft.core.cli import parse_args, require_inputs
+from medsft.core.cli import parse_args, require_inputs, run_stage
 from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl
 from medsft.train.pretrain import pretrain_base
 
@@ -47,4 +47,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

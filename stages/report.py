@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from medsft.core.cli import fail, parse_args, require_inputs
+from medsft.core.cli import fail, parse_args, require_inputs, run_stage
 from medsft.core.io import read_json
 from medsft.core.spec import BASE_FILE
 from medsft.report import provenance
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         claims_path=cfg.report.claims,
         data_stats=data_stats,
         augment_stats=augment_stats,
-        sweep_dir=None if imported else f"sweeps/{cfg.sweep_name}",
+        sweep_dir=None if imported else f"sweeps/{cfg.sweep_name}/{cfg.sweep_variant}",
         tracking_logdir=logdir,
         provenance={
             "git": provenance.git_state(),
@@ -95,4 +95,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

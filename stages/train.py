@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medsft.core.cli import parse_variant_args, require_inputs
+from medsft.core.cli import parse_variant_args, require_inputs, run_stage
 from medsft.core.io import read_jsonl
 from medsft.core.paths import train_dir
 from medsft.train.trainer import train_variant
@@ -29,4 +29,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_stage(main))

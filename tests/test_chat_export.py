@@ -13,7 +13,7 @@ from medsft.core.spec import RunSpec
 from medsft.data.tokenizer import build_offline_qwen3_tokenizer
 from medsft.modeling.card import INTENDED_USE
 from medsft.modeling.loading import load_adapter
-from medsft.serve.chat import EMPTY_THINK, ChatSession, chat_prompt
+from medsft.serve.chat import EMPTY_THINK, TINY_PROFILE_NOTICE, ChatSession, chat_prompt, profile_notice
 from medsft.serve.export import merge_adapter
 from medsft.train.trainer import train_variant
 from stages.chat import main as chat_main
@@ -102,6 +102,22 @@ def test_interactive_session_answers_each_turn(adapter):
     )
     assert code == 0
     assert stdout.getvalue().count("[回答]") == 3 and stdout.getvalue().count("[思考]") == 3
+
+
+def test_tiny_profile_notice_goes_to_stderr_once_before_the_replies(adapter, capsys):
+    _, path = adapter
+    assert RunSpec.read(path.parent).model["name"] == "tiny"
+    stdout = io.StringIO()
+    code = chat_main(
+        ["--adapter", str(path), "--interactive", "--greedy", "--max-new-tokens", "2", "第一个问题"],
+        stdin=io.StringIO("第二个问题\n/exit\n"),
+        stdout=stdout,
+    )
+    captured = capsys.readouterr()
+    assert code == 0 and stdout.getvalue().count("[回答]") == 2
+    assert captured.err.count(TINY_PROFILE_NOTICE) == 1 and "\n" not in TINY_PROFILE_NOTICE
+    assert TINY_PROFILE_NOTICE not in stdout.getvalue() + captured.out
+    assert profile_notice({"name": "qwen3-1.7b"}) is None
 
 
 def test_chat_errors_name_what_was_expected(adapter, tmp_path, capsys):

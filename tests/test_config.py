@@ -47,6 +47,40 @@ def test_variant_sections_build_the_library_objects(cfg):
     assert {f.name for f in dataclasses.fields(TrainingArguments)} >= set(cfg.variants.v2.training)
 
 
+@pytest.mark.parametrize("profile", ["tiny", "qwen3-1.7b"])
+def test_no_deprecation_warning_from_our_config(profile, recwarn):
+    from transformers import TrainingArguments
+
+    from medsft.modeling.loading import add_lora, build_tiny_qwen3
+
+    cfg = load_config([*NO_PRETRAIN, f"model={profile}"], path=ROOT / "params.yaml")
+    tiny = load_config(NO_PRETRAIN, path=ROOT / "params.yaml").model.config
+    for name in cfg.variants:
+        spec = resolve_spec(cfg, name)
+        fields = {**spec.training, "fp16": False, "bf16": False, "optim": "adamw_torch"}  # CPU here
+        args = TrainingArguments(output_dir="/tmp/unused", **fields)
+        add_lora(build_tiny_qwen3(OmegaConf.to_container(tiny), 0), spec.lora, args.activation_checkpointing)
+    assert resolve_spec(cfg, "v1").training["activation_checkpointing"] is (profile == "qwen3-1.7b")
+    deprecations = [str(w.message) for w in recwarn if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not [m for m in deprecations if "checkpointing" in m], deprecations
+
+
+def test_the_old_checkpointing_name_maps_to_the_new_and_a_clash_is_named():
+    from medsft.core.spec import current_field_names
+
+    assert current_field_names({"gradient_checkpointing": True, "seed": 1}, "x") == {
+        "activation_checkpointing": True,
+        "seed": 1,
+    }
+    assert current_field_names({"gradient_checkpointing": True, "activation_checkpointing": True}, "x") == {
+        "activation_checkpointing": True
+    }
+    with pytest.raises(
+        ConfigError, match="v2.training: gradient_checkpointing=False and activation_checkpointing=True"
+    ):
+        current_field_names({"activation_checkpointing": True, "gradient_checkpointing": False}, "v2.training")
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -42,7 +42,7 @@ def finished(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweep")
     proc = sweep(tmp)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp / "sweep", proc
+    return tmp / "sweep" / "v2", proc  # the points and summary of base variant v2
 
 
 def test_summary_has_one_row_per_point_equal_to_its_metrics(finished):
@@ -66,7 +66,7 @@ def test_summary_has_one_row_per_point_equal_to_its_metrics(finished):
 
 def test_rerunning_a_finished_sweep_trains_nothing(finished):
     sweep_dir, _ = finished
-    proc = sweep(sweep_dir.parent)
+    proc = sweep(sweep_dir.parent.parent)
     assert proc.returncode == 0
     output = proc.stdout + proc.stderr  # Hydra logs to stdout
     assert output.count("complete with this config, skipped") == 4
@@ -76,7 +76,50 @@ def test_rerunning_a_finished_sweep_trains_nothing(finished):
 def test_a_failing_point_is_recorded_and_the_others_complete(tmp_path):
     proc = sweep(tmp_path, "variant.lora.lora_dropout=0.1,1.5", "variant.training.lr_scheduler_type=cosine")
     assert proc.returncode != 0 and "1 sweep point(s) failed" in proc.stdout + proc.stderr
-    summary = pd.read_csv(tmp_path / "sweep/summary.csv")
+    summary = pd.read_csv(tmp_path / "sweep/v2/summary.csv")
     by_dropout = summary.set_index("variant.lora.lora_dropout")
     assert by_dropout.loc[0.1, "status"] == "complete" and pd.notna(by_dropout.loc[0.1, "final_eval_loss"])
     assert by_dropout.loc[1.5, "status"] == "failed" and "dropout" in by_dropout.loc[1.5, "error"].lower()
+
+
+@pytest.mark.parametrize(("overrides", "folder"), [([], "v2"), (["variant=v1"], "v1")])
+def test_sweeps_of_different_base_variants_land_in_separate_folders(overrides, folder):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    import stages.sweep  # noqa: F401  (registers the job_dirname resolver)
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("multirun", overrides=["+sweep=ci", *overrides], return_hydra_config=True)
+    # The sweep folder is resolved before any job (no runtime interpolation); each point's
+    # subfolder, with its base variant first, when the job runs.
+    assert cfg.hydra.sweep.dir == "sweeps/ci"
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.hydra.sweep.subdir.split("/")[0] == folder
+    assert "variant" in cfg.hydra.job.config.override_dirname.exclude_keys  # not repeated in the point's name
+
+
+@pytest.mark.slow
+def test_a_sweep_runs_through_submitit_like_on_a_cluster(tmp_path):
+    """submitit's local executor: the code path of `hydra/launcher=submitit_slurm_gpu`, with
+    each grid point a pickled job run in its own process."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install hydra-submitit-launcher")
+    proc = sweep(tmp_path, "hydra/launcher=submitit_local", "variant.training.lr_scheduler_type=cosine")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pd.read_csv(tmp_path / "sweep/v2/summary.csv")
+    assert len(summary) == 2 and set(summary["status"]) == {"complete"}
+    assert set(summary["variant.training.lr_scheduler_type"]) == {"cosine"}
+    # submitit kept each job's own log and result: the points ran as submitted jobs.
+    assert len(list((tmp_path / "sweep/.submitit").glob("*/*_result.pkl"))) == 2
+    assert (tmp_path / "sweep/v2/summary.csv").exists()
+
+
+def test_the_slurm_launcher_config_sets_only_resources():
+    """conf/hydra/launcher/submitit_slurm_gpu.yaml = submitit_slurm + resources: the same
+    launcher code path as the submitit_local test above."""
+    import yaml
+
+    conf = yaml.safe_load((ROOT / "conf/hydra/launcher/submitit_slurm_gpu.yaml").read_text(encoding="utf-8"))
+    assert conf.pop("defaults") == ["submitit_slurm"]
+    resources = {"partition", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min"}
+    assert set(conf) <= resources | {"array_parallelism"}

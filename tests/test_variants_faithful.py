@@ -8,8 +8,9 @@ from omegaconf import OmegaConf
 from tests.conftest import ROOT
 
 # The reference configs were logged with transformers 4.x, whose warmup_ratio became a
-# fractional warmup_steps in transformers 5; precision flags are TrainingArguments fields too.
-RENAMED = {"warmup_ratio": "warmup_steps"}
+# fractional warmup_steps in transformers 5, and gradient_checkpointing became
+# activation_checkpointing; precision flags are TrainingArguments fields too.
+RENAMED = {"warmup_ratio": "warmup_steps", "gradient_checkpointing": "activation_checkpointing"}
 
 
 def composed() -> dict:

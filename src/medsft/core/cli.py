@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 from omegaconf import DictConfig
 
 from medsft.core.config import ConfigError, load_config, require_variant
+from medsft.core.errors import UserError
 from medsft.core.runtime import keep_large_allocations
 
 
@@ -66,8 +70,16 @@ def parse_variant_args(
     return variant, cfg
 
 
+def debugging() -> bool:
+    """``MEDSFT_DEBUG`` is set (to anything but 0): errors show their traceback."""
+    return os.environ.get("MEDSFT_DEBUG", "") not in ("", "0")
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code`` (no traceback)."""
+    """Print ``error: message`` on stderr and exit with ``code``; the traceback of the error
+    being handled only with ``MEDSFT_DEBUG=1``."""
+    if debugging() and sys.exc_info()[0] is not None:
+        traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
@@ -77,3 +89,15 @@ def require_inputs(*inputs: tuple[Path, str]) -> None:
     for path, stage in inputs:
         if not Path(path).exists():
             fail(f"{path}: not found; it is written by the {stage} stage (run: dvc repro {stage})")
+
+
+def run_stage(main: Callable[[], int]) -> int:
+    """Run a stage's ``main``. A mistake the user can fix (a :class:`UserError`, or a missing
+    file) ends in one ``error:`` line and exit status 1; ``MEDSFT_DEBUG=1`` shows the traceback."""
+    try:
+        return main()
+    except (UserError, FileNotFoundError) as err:
+        if debugging():
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1

@@ -22,6 +22,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from medsft.core.errors import UserError
+
 PARAMS_FILE = Path("params.yaml")
 
 # Allowed values of our own string keys (OmegaConf 2.3 cannot type Literal fields).
@@ -34,7 +36,7 @@ CHOICES = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The config is invalid; the message names the key."""
 
 
@@ -190,6 +192,7 @@ class Config:
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     published: PublishedConfig = field(default_factory=PublishedConfig)
     sweep_name: str = "ci"
+    sweep_variant: str = "v2"
 
 
 def load_config(

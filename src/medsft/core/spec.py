@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from medsft.core.config import require_variant
+from medsft.core.config import ConfigError, require_variant
 from medsft.core.io import atomic_write_text
 
 SPEC_FILE = "run_config.yaml"
@@ -112,6 +112,26 @@ class RunSpec:
         return cls.from_dict(data, source=str(path))
 
 
+# transformers 5 renamed these TrainingArguments fields (the old names still work, with a
+# FutureWarning). The seed's runs were logged under the old names; a config may use either,
+# and the spec, like TrainingArguments, holds the new one.
+RENAMED_TRAINING_FIELDS = {
+    "gradient_checkpointing": "activation_checkpointing",
+    "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs",
+}
+
+
+def current_field_names(training: dict[str, Any], where: str) -> dict[str, Any]:
+    """``training`` with renamed TrainingArguments fields under their current names."""
+    out: dict[str, Any] = {}
+    for key, value in training.items():
+        new = RENAMED_TRAINING_FIELDS.get(key, key)
+        if new in out and out[new] != value:
+            raise ConfigError(f"{where}: {key}={value!r} and {new}={out[new]!r} disagree (set only {new})")
+        out[new] = value
+    return out
+
+
 def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
@@ -122,8 +142,8 @@ def resolve_spec(cfg: DictConfig, variant: str, variant_cfg: DictConfig | None =
     if variant_cfg is None:
         require_variant(cfg, variant)
         variant_cfg = cfg.variants[variant]
-    asked = _plain(variant_cfg.training) or {}
-    profile = _plain(cfg.model.training) or {}
+    asked = current_field_names(_plain(variant_cfg.training) or {}, f"variants.{variant}.training")
+    profile = current_field_names(_plain(cfg.model.training) or {}, "model.training")
     overrides = {
         key: {"variant": asked[key], "profile": value}
         for key, value in sorted(profile.items())

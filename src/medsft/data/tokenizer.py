@@ -27,6 +27,7 @@ from tokenizers import AddedToken, normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter
 
+from medsft.core.hub import check_model_source
 from medsft.core.io import atomic_write_bytes
 
 log = logging.getLogger(__name__)
@@ -168,4 +169,5 @@ def load_tokenizer(
     """The model's own tokenizer, or the offline Qwen3 one when no checkpoint is named."""
     if pretrained_model_name_or_path is None:
         return build_offline_qwen3_tokenizer()
+    check_model_source(str(pretrained_model_name_or_path))
     return AutoTokenizer.from_pretrained(pretrained_model_name_or_path, trust_remote_code=trust_remote_code)

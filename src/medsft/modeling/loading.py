@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,21 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM
 
+from medsft.core.errors import UserError
 from medsft.core.spec import base_model_id
 from medsft.data.tokenizer import load_tokenizer
 
 
-class BaseModelMismatch(ValueError):
+def peft_quietly(wrap, *args, **kwargs):
+    """``wrap(*args, **kwargs)`` (a peft constructor) without one warning: peft reads the
+    model's ``is_gradient_checkpointing``, which transformers 5 deprecates; the warning is
+    about peft's code, not about a setting of ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return wrap(*args, **kwargs)
+
+
+class BaseModelMismatch(UserError, ValueError):
     """An adapter is loaded on a base model other than the one it was trained on."""
 
 
@@ -96,11 +107,11 @@ def load_model_and_tokenizer(model: dict[str, Any], device_map: Any = None, quan
     return load_base_model(model, device_map=device_map, quantize=quantize), tokenizer
 
 
-def add_lora(model: PreTrainedModel, lora: dict[str, Any], gradient_checkpointing: bool):
+def add_lora(model: PreTrainedModel, lora: dict[str, Any], activation_checkpointing: bool):
     """Wrap ``model`` with a fresh LoRA adapter built from ``peft.LoraConfig`` fields."""
     if getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    return get_peft_model(model, LoraConfig(**lora))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=activation_checkpointing)
+    return peft_quietly(get_peft_model, model, LoraConfig(**lora))
 
 
 def adapter_base(adapter_dir: str | Path) -> str | None:
@@ -132,7 +143,7 @@ def load_adapter(model: dict[str, Any], adapter_dir: str | Path):
     check_adapter_base(adapter_dir, model["base_model_id"])
     base, tokenizer = load_model_and_tokenizer(model)
     try:
-        peft_model = PeftModel.from_pretrained(base, str(adapter_dir))
+        peft_model = peft_quietly(PeftModel.from_pretrained, base, str(adapter_dir))
     except RuntimeError as err:
         if "size mismatch" not in str(err):
             raise

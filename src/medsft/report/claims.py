@@ -18,13 +18,14 @@ from typing import Any
 import yaml
 
 from medsft.analysis import measures as analysis
+from medsft.core.errors import UserError
 from medsft.report.compare import flatten
 from medsft.report.runs import RunFiles
 
 HOLDS, FAILS, NO_DATA = "holds", "does not hold", "no data"
 
 
-class ClaimsError(ValueError):
+class ClaimsError(UserError, ValueError):
     """The claims file is malformed; the message names the claim and the field."""
 
 
@@ -101,7 +102,8 @@ class ClaimResult:
     statement: str
     status: str
     checks: list[CheckResult] = field(default_factory=list)
-    note: str | None = None
+    # One text, or one per report language ({zh: …, en: …}).
+    note: str | dict[str, str] | None = None
 
 
 def default_tolerance(expect: Any) -> float | None:
@@ -162,7 +164,20 @@ def load_claims(path: str | Path) -> dict[str, Any]:
                 raise ClaimsError(f"{where}.checks[{j}]: missing field 'run'")
             if "expect" not in check:
                 raise ClaimsError(f"{where}.checks[{j}]: missing field 'expect'")
+        note = claim.get("note")
+        if note is not None and not (
+            isinstance(note, str)
+            or (isinstance(note, dict) and note and all(isinstance(v, str) for v in note.values()))
+        ):
+            raise ClaimsError(f"{where}.note: a text, or a mapping of report language to text ({{zh: …, en: …}})")
     return doc
+
+
+def note_text(note: str | Mapping[str, str] | None, lang: str) -> str | None:
+    """A claim's note in the report's language (else the first one given)."""
+    if note is None or isinstance(note, str):
+        return note
+    return note.get(lang) or next(iter(note.values()))
 
 
 def audit(doc: Mapping[str, Any], runs: Mapping[str, RunFiles], phase_steps: int = 100) -> list[ClaimResult]:

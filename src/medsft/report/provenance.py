@@ -24,14 +24,42 @@ PACKAGES = (
 )
 
 
+def pipeline_outputs(cwd: str | Path = ".") -> set[str]:
+    """``dvc.lock`` and the outputs it records: what a ``dvc repro`` itself rewrites."""
+    lock_path = Path(cwd) / "dvc.lock"
+    if not lock_path.exists():
+        return set()
+    lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
+    outs = {"dvc.lock"}
+    for stage in (lock.get("stages") or {}).values():
+        outs.update(str(entry["path"]).rstrip("/") for entry in stage.get("outs") or [] if "path" in entry)
+    return outs
+
+
 def git_state(cwd: str | Path = ".") -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the working tree."""
+    """``{"commit", "dirty", "regenerated"}`` of the working tree: ``dirty`` when code, config
+    or data differ from the commit; ``regenerated`` when only the pipeline's own outputs do
+    (a run on another machine rewrites dvc.lock, its timings and its float digits)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, check=True)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+        return {"commit": None, "dirty": None, "regenerated": None}
+    changed = [line[3:].strip().strip('"') for line in status.stdout.splitlines() if line.strip()]
+    outputs = pipeline_outputs(cwd)
+
+    def generated(path: str) -> bool:
+        parts = Path(path).parts
+        return any("/".join(parts[:i]) in outputs for i in range(1, len(parts) + 1)) or Path(path).name == ".gitignore"
+
+    own = [p for p in changed if generated(p)]
+    return {"commit": commit.stdout.strip(), "dirty": len(own) < len(changed), "regenerated": bool(own)}
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:

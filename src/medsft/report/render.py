@@ -15,7 +15,7 @@ import pandas as pd
 from medsft.analysis import measures as analysis
 from medsft.analysis.tables import fmt, lr_fmt, md_table, pct
 from medsft.core.io import atomic_write_text
-from medsft.report.claims import audit, load_claims
+from medsft.report.claims import audit, load_claims, note_text
 from medsft.report.compare import config_differences
 from medsft.report.plots import plot_histories, plot_length_histogram
 from medsft.report.runs import RunFiles
@@ -241,6 +241,10 @@ def _data(inputs: ReportInputs, t: dict[str, str], figures: Path) -> list[str]:
     ]
     parts.append(md_table([t["split"], "max_length", t["truncated"], t["lost"]], rows))
     parts.append(t["data_def"])
+    mostly_cut = [s for s in splits.values() if s["records"] and s["truncated_examples"] / s["records"] > 0.5]
+    if mostly_cut:
+        median = max(s["formatted"]["total"]["median"] for s in mostly_cut)
+        parts.append(t["truncation_note"].format(max_length=mostly_cut[0]["max_length"], median=fmt(median, 0)))
     lengths = {name: s.get("total_lengths", []) for name, s in splits.items()}
     if any(lengths.values()):
         path = plot_length_histogram(lengths, next(iter(splits.values()))["max_length"], figures / "lengths.png")
@@ -479,7 +483,7 @@ def _claims(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
         measured = "; ".join(f"{c.description} = {_measured(c.measured)} (≈ {c.expect})" for c in res.checks)
         rows.append([res.id, res.statement, f"**{t[res.status]}**", measured])
     parts.append(md_table([t["claim"], "", t["status"], t["measured"]], rows))
-    notes = [f"- `{res.id}`: {res.note}" for res in results if res.note]
+    notes = [f"- `{res.id}`: {note_text(res.note, inputs.lang)}" for res in results if res.note]
     if notes:
         parts.append("\n".join(notes))
     return parts
@@ -497,7 +501,8 @@ def _reproducibility(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
         return []
     parts = [f"## {t['repro']}"]
     commit = prov.get("git", {})
-    lines = [f"- {t['commit']}: `{commit.get('commit') or '—'}` {t['dirty'] if commit.get('dirty') else ''}".rstrip()]
+    state = t["dirty"] if commit.get("dirty") else t["regenerated"] if commit.get("regenerated") else ""
+    lines = [f"- {t['commit']}: `{commit.get('commit') or '—'}` {state}".rstrip()]
     if prov.get("params_sha256"):
         lines.append(f"- {t['params_hash']}: `{prov['params_sha256']}`")
     if prov.get("seeds"):

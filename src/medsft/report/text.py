@@ -74,7 +74,13 @@ TEXT = {
         "no data": "无数据",
         "repro": "可复现性",
         "commit": "代码版本",
+        "truncation_note": (
+            "多数样本长于 max_length {max_length}（格式化后长度中位数 {median}）：被截去的是推理的后半和答案。"
+            "`tiny` 配置有意如此：词表 15.2 万的 logits 开销随长度增长，256 个 token 让 2 核 CPU 上的一步保持在约三分之一秒；"
+            "它检验流水线，不衡量答案质量。`qwen3-1.7b` 的 2048 保留几乎全部样本。"
+        ),
         "dirty": "（工作区有未提交改动）",
+        "regenerated": "（结果在本机重新生成：与提交相比，只有 dvc.lock 和流水线输出被本次运行改写）",
         "hashes": "dvc.lock 中的数据哈希 (md5)",
         "params_hash": "params.yaml 的 sha256",
         "packages": "软件包版本",
@@ -156,7 +162,14 @@ TEXT = {
         "no data": "no data",
         "repro": "Reproducibility",
         "commit": "code version",
+        "truncation_note": (
+            "Most examples are longer than max_length {max_length} (median formatted length {median}): what is cut is "
+            "the end of the reasoning and the answer. The `tiny` profile does this on purpose: the logits of a 152k "
+            "vocabulary cost more with every token, and 256 tokens keep a step near a third of a second on a 2-core "
+            "CPU; it checks the pipeline, not answer quality. `qwen3-1.7b`'s 2048 keeps nearly every example whole."
+        ),
         "dirty": "(working tree has uncommitted changes)",
+        "regenerated": "(results regenerated on this machine: only dvc.lock and the pipeline's outputs differ from the commit)",
         "hashes": "data hashes in dvc.lock (md5)",
         "params_hash": "sha256 of params.yaml",
         "packages": "package versions",

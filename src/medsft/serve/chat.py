@@ -16,6 +16,18 @@ from medsft.data.formatting import EMPTY_THINK_PARTS, chat_parts, encode_parts, 
 # Qwen3's non-thinking mode: the assistant turn opens with an empty reasoning block.
 EMPTY_THINK = render(EMPTY_THINK_PARTS)
 
+# Shown once before the first reply of a run on the `tiny` profile, whose replies look like text.
+TINY_PROFILE_NOTICE = (
+    "note: this run uses the 'tiny' model profile, a pipeline check (a toy-sized Qwen3 trained for "
+    "seconds on a CPU), not a medical assistant: its replies are not meaningful. "
+    "For real answers, train with model=qwen3-1.7b."
+)
+
+
+def profile_notice(model_profile: dict[str, Any]) -> str | None:
+    """The line to show before a chat with a run of this model profile, if any."""
+    return TINY_PROFILE_NOTICE if model_profile.get("name") == "tiny" else None
+
 
 def chat_prompt(system_prompt: str, history: list[tuple[str, str]], question: str, think: bool = True) -> str:
     """The ChatML prompt of :func:`~medsft.data.formatting.chat_parts`, as a string."""

@@ -15,15 +15,16 @@ from pathlib import Path
 
 from peft import PeftModel
 
+from medsft.core.errors import UserError
 from medsft.core.io import atomic_dir, atomic_write_json
 from medsft.core.spec import RunSpec
-from medsft.modeling.loading import check_adapter_base, load_model_and_tokenizer
+from medsft.modeling.loading import check_adapter_base, load_model_and_tokenizer, peft_quietly
 
 # Written into every export: only a folder holding it may be replaced by a later export.
 EXPORT_MARKER = ".medsft-export.json"
 
 
-class ExportTargetError(ValueError):
+class ExportTargetError(UserError, ValueError):
     """The export folder would replace something the export did not create."""
 
 
@@ -61,7 +62,7 @@ def merge_adapter(spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path) -
     base, tokenizer = load_model_and_tokenizer(spec.model, quantize=False)
     # With modules_to_save, embed_tokens and lm_head were trained as two copies (as the real
     # V2 did); peft unties them on merge (tie_word_embeddings=False), so both are saved.
-    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = peft_quietly(PeftModel.from_pretrained, base, str(adapter_dir)).merge_and_unload()
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -81,7 +81,8 @@ def write_summary(sweep_dir: str | Path) -> pd.DataFrame:
     shown = frame.drop(columns=["point"])
     rows = [[fmt(v) if not isinstance(v, str) else v for v in r] for r in shown.itertuples(index=False)]
     text = (
-        f"# Sweep `{sweep_dir.name}`\n\nRanked by final eval loss (the last `eval_loss` logged in training); "
+        f"# Sweep `{sweep_dir.parent.name}` around `{sweep_dir.name}`\n\n"
+        "Ranked by final eval loss (the last `eval_loss` logged in training); "
         "failed points last, with their error. generalization_gap = final eval − final train loss; "
         "grad_norm_cv = population std / mean of the logged grad norm.\n\n" + md_table(list(shown.columns), rows) + "\n"
     )
@@ -119,8 +120,10 @@ class SummaryCallback(Callback):
     """Hydra callback: write the sweep summary when the multirun ends; fail if a point failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        frame = write_summary(config.hydra.sweep.dir)
+        # The points of this base variant: <sweep dir>/<variant>/<point>/ (conf/multirun.yaml).
+        folder = Path(config.hydra.sweep.dir) / config.hydra.runtime.choices["variant"]
+        frame = write_summary(folder)
         failed = frame[frame["status"] != "complete"] if not frame.empty else frame
-        log.info("sweep summary: %s (%d points, %d failed)", config.hydra.sweep.dir, len(frame), len(failed))
+        log.info("sweep summary: %s (%d points, %d failed)", folder, len(frame), len(failed))
         if len(failed):
-            raise SystemExit(f"{len(failed)} sweep point(s) failed; see {config.hydra.sweep.dir}/summary.md")
+            raise SystemExit(f"{len(failed)} sweep point(s) failed; see {folder}/summary.md")

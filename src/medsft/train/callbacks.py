@@ -12,6 +12,7 @@ import swanlab
 from transformers import TrainerCallback
 
 from medsft.core.config import DivergenceConfig
+from medsft.core.errors import UserError
 from medsft.core.history import HISTORY_COLUMNS, write_history_csv, write_trainer_state
 
 
@@ -85,7 +86,7 @@ class EpochCallback(TrainerCallback):
         self.dataset.epoch = int(state.epoch or 0)
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """Training diverged; the message names the step and the reason."""
 
 

@@ -153,7 +153,7 @@ def train_run(
     # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
     set_seed(args.seed)
     model, tokenizer = load_model_and_tokenizer(spec.model)
-    model = add_lora(model, spec.lora, args.gradient_checkpointing)
+    model = add_lora(model, spec.lora, args.activation_checkpointing)
     counts = parameter_counts(model)
     log.info(
         "%s: %s trainable of %s parameters",
@@ -215,6 +215,8 @@ def train_run(
         state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
         start_tokens = int(state.get("num_input_tokens_seen", 0))
         start_step = int(state.get("global_step", 0))
+        # The evaluation at the start measured the base, in the process this one resumes.
+        trainer.args.eval_on_start = False
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     history = trainer.state.log_history
@@ -222,7 +224,10 @@ def train_run(
         trainer.evaluate()  # the last step fell between two evaluations
     wall = time.perf_counter() - start
     # Evaluation inside the loop is not training: its time is reported apart.
-    eval_seconds = sum(e["eval_runtime"] for e in history if "eval_runtime" in e and e["step"] > start_step)
+    # (a resumed run's evaluation at its start step ran in the process it resumes)
+    eval_seconds = sum(
+        e["eval_runtime"] for e in history if "eval_runtime" in e and (e["step"] > start_step or not resume)
+    )
     train_losses = [e["loss"] for e in history if "loss" in e]
     eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
     epochs_entered = max(1, math.ceil(trainer.state.epoch or 0))

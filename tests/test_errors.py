@@ -1,0 +1,87 @@
+"""Common mistakes end in one line naming the cause and the fix; MEDSFT_DEBUG=1 shows more."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from medsft.core.hub import ModelSourceError, check_model_source
+from tests.conftest import ROOT
+
+
+def stage(*args: str, env: dict[str, str] | None = None, cwd=ROOT) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "MEDSFT_DEBUG": "", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300
+    )
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    """stderr without the stages' INFO log lines and progress bars."""
+    return [
+        line for line in proc.stderr.splitlines() if line.strip() and not line[:2].isdigit() and "it/s]" not in line
+    ]
+
+
+def test_a_local_model_folder_that_does_not_exist_is_named(tmp_path):
+    proc = stage(
+        "stages.prepare",
+        "model=qwen3-1.7b",
+        f"model.pretrained_model_name_or_path={tmp_path}/no-such-model",
+        f"prepare.out_dir={tmp_path}/out",
+    )
+    assert proc.returncode == 1
+    assert error_lines(proc) == [
+        f"error: model.pretrained_model_name_or_path={tmp_path}/no-such-model: no such folder "
+        "(a local model folder holds config.json)"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_hub_is_one_line_that_says_what_to_set(tmp_path):
+    # A closed loopback port stands for a hub that cannot be reached; an empty cache.
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    start = time.monotonic()
+    proc = stage("stages.prepare", "model=qwen3-1.7b", f"prepare.out_dir={tmp_path}/out", env=env)
+    took = time.monotonic() - start
+    assert proc.returncode == 1
+    (line,) = error_lines(proc)
+    assert "model.pretrained_model_name_or_path=Qwen/Qwen3-1.7B" in line and "cannot be reached" in line
+    assert "model.pretrained_model_name_or_path=DIR" in line and "HF_HUB_OFFLINE=1" in line
+    assert took < 60, f"{took:.0f} s: the hub's retries were not skipped"
+
+
+def test_hub_offline_mode_without_the_model_in_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelSourceError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE is set"):
+        check_model_source("Qwen/Qwen3-1.7B")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("./models/missing", "no such folder"), ("~/no/such/model", "no such folder"), ("src", "holds no config.json")],
+)
+def test_local_paths_are_checked_as_folders(name, message):
+    with pytest.raises(ModelSourceError, match=message):
+        check_model_source(name)
+
+
+def test_a_missing_input_is_one_line_and_debug_shows_the_traceback(tmp_path):
+    args = ("stages.report", f"report.runs.v1={tmp_path}/nowhere", f"report.out_dir={tmp_path}/report")
+    proc = stage(*args)
+    assert proc.returncode != 0
+    (line,) = error_lines(proc)
+    assert line.startswith("error: ") and f"{tmp_path}/nowhere" in line
+    debug = stage(*args, env={"MEDSFT_DEBUG": "1"})
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
+
+
+def test_a_variant_setting_on_the_command_line_without_its_variant_gets_a_hint():
+    proc = stage("stages.train", "v2", "training.learning_rate=1")
+    assert proc.returncode == 2
+    assert "variants.v2.training.learning_rate" in proc.stderr
