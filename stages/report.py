@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep_dir=None if imported else f"sweeps/{cfg.sweep_name}/{cfg.sweep_variant}",
         tracking_logdir=logdir,
         provenance={
-            "git": provenance.git_state(),
+            "git": provenance.git_state(writing=cfg.report.out_dir),
             "params_sha256": hashlib.sha256(params.read_bytes()).hexdigest() if not imported else None,
             "seeds": seeds,
             "packages": provenance.package_versions(),

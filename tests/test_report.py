@@ -106,3 +106,39 @@ def test_whitespace_only_output_shows_as_blank():
 
     assert _clip("\n\n\n \n") == "(blank)" and _clip("") == "(empty)"
     assert _clip("\n" * 24 + "，，") == "\\n×24，，"
+
+
+def test_provenance_tells_regenerated_results_from_uncommitted_changes(tmp_path):
+    import subprocess
+
+    from medsft.report.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True)
+
+    (tmp_path / "dvc.lock").write_text(
+        "schema: '2.0'\nstages:\n  train:\n    outs:\n    - path: runs/v1/train/metrics.json\n      md5: x\n"
+        "  report:\n    outs:\n    - path: reports\n      md5: y\n",
+        encoding="utf-8",
+    )
+    for name in ("runs/v1/train/metrics.json", "reports/report.md", "src/code.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("1\n", encoding="utf-8")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "c")
+    assert git_state(tmp_path) | {"commit": None} == {"commit": None, "dirty": False, "regenerated": False}
+    (tmp_path / "runs/v1/train/metrics.json").write_text("2\n", encoding="utf-8")
+    (tmp_path / "dvc.lock").write_text((tmp_path / "dvc.lock").read_text() + "\n", encoding="utf-8")
+    assert git_state(tmp_path)["regenerated"] and not git_state(tmp_path)["dirty"]
+    # The report's own folder, removed by DVC while the report is written, says nothing.
+    (tmp_path / "reports/report.md").unlink()
+    (tmp_path / "dvc.lock").write_text((tmp_path / "dvc.lock").read_text().rstrip() + "\n", encoding="utf-8")
+    git("checkout", "-q", "--", "runs", "dvc.lock")
+    assert git_state(tmp_path, writing="reports") | {"commit": None} == {
+        "commit": None,
+        "dirty": False,
+        "regenerated": False,
+    }
+    (tmp_path / "src/code.py").write_text("2\n", encoding="utf-8")
+    assert git_state(tmp_path)["dirty"]

@@ -36,10 +36,11 @@ def pipeline_outputs(cwd: str | Path = ".") -> set[str]:
     return outs
 
 
-def git_state(cwd: str | Path = ".") -> dict[str, Any]:
+def git_state(cwd: str | Path = ".", writing: str | Path | None = None) -> dict[str, Any]:
     """``{"commit", "dirty", "regenerated"}`` of the working tree: ``dirty`` when code, config
     or data differ from the commit; ``regenerated`` when only the pipeline's own outputs do
-    (a run on another machine rewrites dvc.lock, its timings and its float digits)."""
+    (a run on another machine rewrites dvc.lock, its timings and its float digits).
+    ``writing``: the folder being written (the report's own, which DVC has just removed)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
         status = subprocess.run(
@@ -52,6 +53,9 @@ def git_state(cwd: str | Path = ".") -> dict[str, Any]:
     except (OSError, subprocess.CalledProcessError):
         return {"commit": None, "dirty": None, "regenerated": None}
     changed = [line[3:].strip().strip('"') for line in status.stdout.splitlines() if line.strip()]
+    if writing is not None:
+        mine = Path(writing).as_posix().rstrip("/") + "/"
+        changed = [p for p in changed if not f"{p.rstrip('/')}/".startswith(mine)]
     outputs = pipeline_outputs(cwd)
 
     def generated(path: str) -> bool:
