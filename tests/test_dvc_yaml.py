@@ -198,10 +198,12 @@ def test_metrics_and_plots_are_declared_per_variant_not_by_hand():
     assert "metrics" not in dvc and "plots" not in dvc, "list them in the foreach, not by variant"
     train, evaluate = dvc["stages"]["train"], dvc["stages"]["evaluate"]
     assert train["foreach"] == evaluate["foreach"] == "${variants}"
-    assert train["do"]["metrics"] == ["runs/${key}/train/metrics.json"]
-    assert evaluate["do"]["metrics"] == ["runs/${key}/eval/metrics.json"]
+    # git-tracked (cache: false), so metrics and plots diffs against a commit need no remote
+    assert train["do"]["metrics"] == [{"runs/${key}/train/metrics.json": {"cache": False}}]
+    assert evaluate["do"]["metrics"] == [{"runs/${key}/eval/metrics.json": {"cache": False}}]
     (plot,) = train["do"]["plots"]
     assert next(iter(plot)) == "runs/${key}/train/history.csv"
+    assert plot["runs/${key}/train/history.csv"]["cache"] is False
     template = (ROOT / ".dvc/plots" / f"{plot['runs/${key}/train/history.csv']['template']}.json").read_text()
     assert all(f'"{c}"' in template for c in ("loss", "eval_loss", "learning_rate", "grad_norm"))
 

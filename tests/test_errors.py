@@ -85,3 +85,12 @@ def test_a_variant_setting_on_the_command_line_without_its_variant_gets_a_hint()
     proc = stage("stages.train", "v2", "training.learning_rate=1")
     assert proc.returncode == 2
     assert "variants.v2.training.learning_rate" in proc.stderr
+
+
+def test_a_failed_exp_run_says_how_to_restore_params_yaml():
+    proc = stage("stages.train", "v2", "variants.v2.training.learnig_rate=1", env={"DVC_EXP_NAME": "tidy-lark"})
+    assert proc.returncode == 2
+    (line,) = error_lines(proc)
+    assert "did you mean 'learning_rate'" in line
+    assert "dvc exp run 'tidy-lark' failed" in line and "git checkout params.yaml" in line
+    assert "git checkout" not in error_lines(stage("stages.train", "v2", "variants.v2.training.learnig_rate=1"))[0]

@@ -51,12 +51,12 @@ def test_outputs_history_and_metrics(trained_v2):
     recombined = (train_rows["grad_norm_lora"] ** 2 + train_rows["grad_norm_modules_to_save"] ** 2) ** 0.5
     assert recombined.tolist() == pytest.approx(train_rows["grad_norm"].tolist(), rel=1e-4)
     assert (train_rows["grad_norm_modules_to_save"] > 0).all()
-    assert hist["step"].tolist() == [0, 1, 2, 3, 4]  # eval_on_start: the base at step 0
-    assert hist["eval_loss"].notna().tolist() == [True, False, True, False, True]
-    assert hist[["loss", "grad_norm", "learning_rate"]].iloc[1:].notna().all().all()
+    assert hist["step"].tolist() == [1, 2, 3, 4]
+    assert hist["eval_loss"].notna().tolist() == [False, True, False, True]
+    assert hist[["loss", "grad_norm", "learning_rate"]].notna().all().all()
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 4
-    assert sum("eval_loss" in e for e in state["log_history"]) == 3  # no duplicate final evaluation
+    assert sum("eval_loss" in e for e in state["log_history"]) == 2  # no duplicate final evaluation
     assert metrics["steps"] == 4
     assert metrics["final_train_loss"] == pytest.approx(hist["loss"].iloc[-1])
     assert metrics["final_eval_loss"] == pytest.approx(hist["eval_loss"].iloc[-1])

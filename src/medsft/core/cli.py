@@ -46,7 +46,7 @@ def parse_args(
     try:
         cfg = load_config(overrides, libraries=libraries)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{recovery_hint()}", file=sys.stderr)
         raise SystemExit(2) from None
     return names, cfg
 
@@ -75,12 +75,23 @@ def debugging() -> bool:
     return os.environ.get("MEDSFT_DEBUG", "") not in ("", "0")
 
 
+def recovery_hint() -> str:
+    """How to undo a failed ``dvc exp run`` (DVC names the experiment in the stage's
+    environment): it leaves its settings in the workspace's params.yaml."""
+    if not os.environ.get("DVC_EXP_NAME"):
+        return ""
+    return (
+        f" [dvc exp run {os.environ['DVC_EXP_NAME']!r} failed: in the workspace, params.yaml keeps its settings; "
+        "`git checkout params.yaml` restores the committed ones]"
+    )
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``; the traceback of the error
     being handled only with ``MEDSFT_DEBUG=1``."""
     if debugging() and sys.exc_info()[0] is not None:
         traceback.print_exc()
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {message}{recovery_hint()}", file=sys.stderr)
     raise SystemExit(code)
 
 
@@ -99,5 +110,5 @@ def run_stage(main: Callable[[], int]) -> int:
     except (UserError, FileNotFoundError) as err:
         if debugging():
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}{recovery_hint()}", file=sys.stderr)
         return 1

@@ -215,8 +215,6 @@ def train_run(
         state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
         start_tokens = int(state.get("num_input_tokens_seen", 0))
         start_step = int(state.get("global_step", 0))
-        # The evaluation at the start measured the base, in the process this one resumes.
-        trainer.args.eval_on_start = False
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     history = trainer.state.log_history
