@@ -77,10 +77,11 @@ def test_cached_tokenizer_saves_the_same_bytes_as_a_fresh_conversion(fresh_cache
     ids=["empty", "truncated", "foreign"],
 )
 def test_a_broken_cached_tokenizer_is_rebuilt(fresh_cache, content, caplog):
-    build_offline_qwen3_tokenizer()
-    (cached_file,) = fresh_cache.glob("qwen3-offline-*.json")
+    from medsft.data.tokenizer import cache_key, qwen_tiktoken_path
+
+    cached_file = fresh_cache / f"qwen3-offline-{cache_key(qwen_tiktoken_path())}.json"
+    cached_file.parent.mkdir(parents=True)
     cached_file.write_bytes(content)
-    build_offline_qwen3_tokenizer.cache_clear()
     tok = build_offline_qwen3_tokenizer()
     assert len(tok) == 151669 and tok.convert_tokens_to_ids("<think>") == 151667
     assert "rebuilding it" in caplog.text
