@@ -71,6 +71,10 @@ def test_repro_writes_the_report_and_is_then_up_to_date(repo):
     assert ran_stages(out) == expected
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     assert "final train loss" in report and "lora.lora_dropout" in report
+    # Timings as metrics.json defines them: training apart from the evaluations inside it.
+    metrics_v1 = json.loads((repo / "runs/v1/train/metrics.json").read_text())
+    row = next(line for line in report.splitlines() if line.startswith("| v1 | `runs/v1/train/history.csv`"))
+    assert f"| {metrics_v1['train_seconds']:.1f} | {metrics_v1['eval_seconds']:.1f} |" in row, row
     # The default run shows an experiment: the report opens with the published runs and
     # judges the seed's claims on them; the tiny runs learn from a pretrained base.
     published, local = report.split("## 2. 本地运行")

@@ -160,12 +160,15 @@ def _overview(inputs: ReportInputs, t: dict[str, str]) -> list[str]:
                 r.name,
                 f"`{r.history_path}`",
                 fmt(analysis.last_step(r.history)),
-                fmt(m.get("wall_seconds"), 1),
+                fmt(m.get("train_seconds"), 1),
+                fmt(m.get("eval_seconds"), 1),
                 fmt(m.get("tokens_per_second"), 1),
                 fmt(m.get("hardware")),
             ]
         )
-    parts.append(md_table([t["run"], t["source"], t["steps"], t["wall"], t["tps"], t["hardware"]], rows))
+    header = [t["run"], t["source"], t["steps"], t["wall"], t["eval_time"], t["tps"], t["hardware"]]
+    parts.append(md_table(header, rows))
+    parts.append(t["timing_def"])
     if inputs.tracking_logdir:
         parts.append(t["tracking"].format(logdir=inputs.tracking_logdir))
     configs = {n: r.config for n, r in inputs.runs.items() if r.config}

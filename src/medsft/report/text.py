@@ -9,7 +9,12 @@ TEXT = {
         "source": "记录文件",
         "steps": "最后记录步",
         "wall": "训练时长 (秒)",
+        "eval_time": "训练中评估 (秒)",
         "tps": "吞吐 (非填充 token/秒)",
+        "timing_def": (
+            "训练时长 = 训练循环的墙钟时间减去其中的评估时间（metrics.json 的 `train_seconds`，评估另计为 `eval_seconds`）；"
+            "吞吐 = 本进程处理的非填充 token 数 / 训练时长。"
+        ),
         "hardware": "硬件",
         "tracking": "SwanLab 离线日志位于 `{logdir}/<变体>/`，用 `swanlab sync` 上传。",
         "data": "数据",
@@ -96,8 +101,14 @@ TEXT = {
         "run": "run",
         "source": "logged file",
         "steps": "last logged step",
-        "wall": "train wall time (s)",
+        "wall": "training time (s)",
+        "eval_time": "evaluation in training (s)",
         "tps": "throughput (non-padding tokens/s)",
+        "timing_def": (
+            "Training time = wall time of the training loop less the evaluations inside it (`train_seconds` in "
+            "metrics.json; the evaluations are `eval_seconds`); throughput = non-padding tokens this process "
+            "trained on / training time."
+        ),
         "hardware": "hardware",
         "tracking": "SwanLab offline logs are under `{logdir}/<variant>/`; upload them with `swanlab sync`.",
         "data": "Data",
