@@ -148,6 +148,20 @@ def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
     assert "final_eval_loss" in run(["dvc", "metrics", "diff", "HEAD"], repo)
 
 
+def start_queue_workers(repo: Path, *args: str) -> None:
+    """`dvc queue start ARGS`. The workers outlive the command: give them no pipe to hold open."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(
+        ["dvc", "queue", "start", *args],
+        cwd=repo,
+        env=env,
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 @pytest.mark.slow
 def test_queued_experiments_run_and_are_listed(repo):
     baseline(repo)
@@ -157,17 +171,7 @@ def test_queued_experiments_run_and_are_listed(repo):
     assert out.count("Queued experiment") == 2
     # Two workers: each experiment runs in its own temporary copy of the workspace (its own
     # runs/, checkpoints and swanlog/), so concurrent runs share no folder.
-    # The workers it starts outlive the command: give them no pipe to hold open.
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    subprocess.run(
-        ["dvc", "queue", "start", "--jobs", "2"],
-        cwd=repo,
-        env=env,
-        check=True,
-        timeout=120,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    start_queue_workers(repo, "--jobs", "2")
     deadline = time.time() + 900
     while True:
         status = run(["dvc", "queue", "status"], repo)
@@ -175,15 +179,7 @@ def test_queued_experiments_run_and_are_listed(repo):
             break
         if "Queued" in status and "Running" not in status and "0 active" in status:
             # DVC's worker stopped on its known race (treeverse/dvc#10428): README's remedy.
-            subprocess.run(
-                ["dvc", "queue", "start"],
-                cwd=repo,
-                env=env,
-                check=True,
-                timeout=120,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            start_queue_workers(repo)
         assert time.time() < deadline, status
         time.sleep(5)
     assert status.count("Success") == 2, status

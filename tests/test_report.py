@@ -142,3 +142,6 @@ def test_provenance_tells_regenerated_results_from_uncommitted_changes(tmp_path)
     }
     (tmp_path / "src/code.py").write_text("2\n", encoding="utf-8")
     assert git_state(tmp_path)["dirty"]
+    git("checkout", "-q", "--", "src")
+    (tmp_path / ".gitignore").write_text("/models/\n", encoding="utf-8")  # the user's, not the pipeline's
+    assert git_state(tmp_path)["dirty"]

@@ -46,8 +46,7 @@ def parse_args(
     try:
         cfg = load_config(overrides, libraries=libraries)
     except ConfigError as err:
-        print(f"error: {err}{recovery_hint()}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(err))
     return names, cfg
 
 
@@ -65,8 +64,7 @@ def parse_variant_args(
     try:
         require_variant(cfg, variant)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        fail(str(err))
     return variant, cfg
 
 
@@ -104,11 +102,11 @@ def require_inputs(*inputs: tuple[Path, str]) -> None:
 
 def run_stage(main: Callable[[], int]) -> int:
     """Run a stage's ``main``. A mistake the user can fix (a :class:`UserError`, or a missing
-    file) ends in one ``error:`` line and exit status 1; ``MEDSFT_DEBUG=1`` shows the traceback."""
+    file) ends in one ``error:`` line (:func:`fail`) and exit status 1; ``MEDSFT_DEBUG=1``
+    re-raises it with its traceback."""
     try:
         return main()
     except (UserError, FileNotFoundError) as err:
         if debugging():
             raise
-        print(f"error: {err}{recovery_hint()}", file=sys.stderr)
-        return 1
+        fail(str(err), code=1)

@@ -146,20 +146,19 @@ def _load_cached(path: Path) -> PreTrainedTokenizerFast | None:
 
 
 @functools.lru_cache(maxsize=1)
-def build_offline_qwen3_tokenizer(use_cache: bool = True) -> PreTrainedTokenizerFast:
+def build_offline_qwen3_tokenizer() -> PreTrainedTokenizerFast:
     """Qwen3's tokenizer rebuilt from dashscope's BPE ranks, with no network access."""
     ranks = qwen_tiktoken_path()
     path = tokenizer_cache_dir() / f"qwen3-offline-{cache_key(ranks)}.json"
-    if use_cache and path.exists():
+    if path.exists():
         tok = _load_cached(path)
         if tok is not None:
             return tok
     backend = convert_qwen_ranks(ranks)
-    if use_cache:
-        try:
-            atomic_write_bytes(path, backend.to_str().encode())
-        except OSError as err:  # a read-only home costs time, not correctness
-            log.warning("could not cache the converted tokenizer at %s: %s", path, err)
+    try:
+        atomic_write_bytes(path, backend.to_str().encode())
+    except OSError as err:  # a read-only home costs time, not correctness
+        log.warning("could not cache the converted tokenizer at %s: %s", path, err)
     return PreTrainedTokenizerFast(tokenizer_object=backend, **WRAPPER_FIELDS)
 
 

@@ -36,6 +36,12 @@ def pipeline_outputs(cwd: str | Path = ".") -> set[str]:
     return outs
 
 
+def _within(path: str, roots: set[str]) -> bool:
+    """``path`` is one of ``roots`` or lies under one (paths relative to the repository)."""
+    parts = Path(path).parts
+    return any("/".join(parts[:i]) in roots for i in range(1, len(parts) + 1))
+
+
 def git_state(cwd: str | Path = ".", writing: str | Path | None = None) -> dict[str, Any]:
     """``{"commit", "dirty", "regenerated"}`` of the working tree: ``dirty`` when code, config
     or data differ from the commit; ``regenerated`` when only the pipeline's own outputs do
@@ -54,15 +60,9 @@ def git_state(cwd: str | Path = ".", writing: str | Path | None = None) -> dict[
         return {"commit": None, "dirty": None, "regenerated": None}
     changed = [line[3:].strip().strip('"') for line in status.stdout.splitlines() if line.strip()]
     if writing is not None:
-        mine = Path(writing).as_posix().rstrip("/") + "/"
-        changed = [p for p in changed if not f"{p.rstrip('/')}/".startswith(mine)]
+        changed = [p for p in changed if not _within(p, {Path(writing).as_posix().rstrip("/")})]
     outputs = pipeline_outputs(cwd)
-
-    def generated(path: str) -> bool:
-        parts = Path(path).parts
-        return any("/".join(parts[:i]) in outputs for i in range(1, len(parts) + 1)) or Path(path).name == ".gitignore"
-
-    own = [p for p in changed if generated(p)]
+    own = [p for p in changed if _within(p, outputs)]
     return {"commit": commit.stdout.strip(), "dirty": len(own) < len(changed), "regenerated": bool(own)}
 
 

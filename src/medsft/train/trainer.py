@@ -222,10 +222,7 @@ def train_run(
         trainer.evaluate()  # the last step fell between two evaluations
     wall = time.perf_counter() - start
     # Evaluation inside the loop is not training: its time is reported apart.
-    # (a resumed run's evaluation at its start step ran in the process it resumes)
-    eval_seconds = sum(
-        e["eval_runtime"] for e in history if "eval_runtime" in e and (e["step"] > start_step or not resume)
-    )
+    eval_seconds = sum(e["eval_runtime"] for e in history if "eval_runtime" in e and e["step"] > start_step)
     train_losses = [e["loss"] for e in history if "loss" in e]
     eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
     epochs_entered = max(1, math.ceil(trainer.state.epoch or 0))
