@@ -60,6 +60,9 @@ class ModelConfig:
     trust_remote_code: bool = False
     quantization: dict[str, Any] | None = None
     max_length: int = 2048
+    # Padding-free training batches: a batch's examples in one row, position_ids restarting
+    # per example (medsft.train.packing). Evaluation batches stay padded.
+    packing: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     # transformers.GenerationConfig fields this model generates with (evaluate, chat), like

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
 from medsft.core.history import write_history_csv, write_trainer_state
 from medsft.core.io import atomic_dir, atomic_write_json
@@ -43,11 +43,12 @@ from medsft.train.checkpoints import (
     reset_stale_checkpoints,
 )
 from medsft.train.datasets import EpochAugmentedDataset, encode_dataset
+from medsft.train.packing import PaddedEvalTrainer, flattening_collator, prepare_for_packing
 
 log = logging.getLogger(__name__)
 
 
-def trainer_fields(training: dict[str, Any], out: Path) -> dict[str, Any]:
+def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -> dict[str, Any]:
     """The TrainingArguments fields of a run: the spec's, plus what the pipeline fixes."""
     fields = dict(training)
     fields.update(
@@ -56,7 +57,8 @@ def trainer_fields(training: dict[str, Any], out: Path) -> dict[str, Any]:
         save_strategy="steps",
         logging_strategy="steps",
         report_to=[],
-        include_num_input_tokens_seen="non_padding",
+        # A packed batch has no padding (and no attention mask to count by): every token is real.
+        include_num_input_tokens_seen="all" if packing else "non_padding",
         # Log a NaN/inf loss as it is (the Trainer would average it away) so the run stops on it.
         logging_nan_inf_filter=False,
         remove_unused_columns=False,
@@ -146,7 +148,8 @@ def train_run(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    spec = replace(spec, training=trainer_fields(spec.training, out))
+    packing = bool(spec.model.get("packing", False))
+    spec = replace(spec, training=trainer_fields(spec.training, out, packing))
     args = TrainingArguments(**spec.training)
     log_profile_overrides(spec)
 
@@ -169,7 +172,9 @@ def train_run(
         else encode_dataset(train_records, tokenizer, spec)
     )
     val_ds = encode_dataset(val_records, tokenizer, spec)
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    if packing:
+        prepare_for_packing(model)
 
     callbacks = [
         GradGroupNormCallback(),
@@ -189,12 +194,13 @@ def train_run(
                 config=spec.to_dict(),
             )
         )
-    trainer = Trainer(
+    trainer = PaddedEvalTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
-        data_collator=collator,
+        data_collator=flattening_collator() if packing else padded,
+        eval_data_collator=padded,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
