@@ -1,15 +1,30 @@
 """Answer-quality metrics of generated replies, each with a written definition.
 
-Text is compared at character level (Chinese has no spaces; no segmenter is involved).
+Overlap is measured in two conventions, side by side:
+
+- ours, at character level (Chinese has no spaces; no segmenter involved): ``rouge_l_f1``
+  and ``bleu``, on a 0–1 scale;
+- the field's, as LLaMA-Factory reports Chinese SFT results (``scripts/eval_bleu_rouge.py``,
+  ``ComputeSimilarity``), computed by the same libraries: ROUGE-1/2/L F1 with
+  ``rouge-chinese`` over ``jieba`` words (``word_rouge_1``, ``word_rouge_2``,
+  ``word_rouge_l``) and BLEU-4 with nltk's ``sentence_bleu`` and ``method3`` smoothing over
+  characters, as LLaMA-Factory passes it ``list(text)`` (``bleu_4``); ×100.
+
 The seed report's claimed gains ("term recognition", "rare-term generation", "mechanism
 mentions") map to term_recall, rare_term_rate and mechanism_mention_rate here.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import cache
+
+import jieba
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+from rouge_chinese import Rouge
 
 from medsft.data.augmentation import Lexicon
 from medsft.data.formatting import parse_reply
@@ -63,6 +78,50 @@ def bleu(candidate: str, reference: str, max_n: int = 4) -> float:
     return bp * math.exp(log_sum / max_n)
 
 
+@cache
+def _segmenter() -> jieba.Tokenizer:
+    """jieba with its default dictionary, initialised once.
+
+    A tokenizer of our own rather than jieba's global one, with the same dictionary (so the
+    same words as ``jieba.cut``). jieba logs its dictionary loading to stderr at DEBUG: kept
+    to warnings. Its prefix-dict cache goes to the system temp dir (jieba's default), never
+    the working tree; a cache it cannot write is only logged.
+    """
+    jieba.setLogLevel(logging.WARNING)
+    segmenter = jieba.Tokenizer()
+    segmenter.initialize()
+    return segmenter
+
+
+def segment(text: str) -> list[str]:
+    """jieba words of ``text`` (precise mode with HMM, as ``jieba.cut``), whitespace kept."""
+    return list(_segmenter().cut(text))
+
+
+_METHOD3 = SmoothingFunction().method3
+WORD_ROUGE = {"word_rouge_1": "rouge-1", "word_rouge_2": "rouge-2", "word_rouge_l": "rouge-l"}
+
+
+def word_rouge(candidate: str, reference: str) -> dict[str, float]:
+    """ROUGE-1, ROUGE-2 and ROUGE-L F1 ×100 over jieba words, by ``rouge-chinese`` on the
+    space-joined words (LLaMA-Factory's definition); all 0 when either side has no word
+    (``rouge-chinese`` raises on an empty text)."""
+    hypothesis, ref = " ".join(segment(candidate)), " ".join(segment(reference))
+    if not hypothesis.split() or not ref.split():
+        return dict.fromkeys(WORD_ROUGE, 0.0)
+    scores = Rouge().get_scores(hypothesis, ref)[0]
+    return {key: scores[name]["f"] * 100 for key, name in WORD_ROUGE.items()}
+
+
+def bleu_4(candidate: str, reference: str) -> float:
+    """BLEU-4 ×100 by nltk's ``sentence_bleu`` (uniform weights over 1- to 4-grams,
+    ``SmoothingFunction().method3``) over characters, as LLaMA-Factory computes it; 0 for a
+    candidate or reference of whitespace only."""
+    if not candidate.strip() or not reference.strip():
+        return 0.0
+    return float(sentence_bleu([list(reference)], list(candidate), smoothing_function=_METHOD3)) * 100
+
+
 def term_recall(candidate: str, reference: str, lexicon: Lexicon) -> float | None:
     """Of the lexicon terms in the reference answer, the share present in the candidate;
     ``None`` when the reference names no lexicon term (left out of the mean)."""
@@ -106,26 +165,31 @@ def score_replies(
 ) -> tuple[list[dict[str, float | bool | None]], dict[str, float | None]]:
     """Per-item scores of each reply against its reference answer, and their means.
 
-    Overlap, recall and mechanism mentions are computed on the reply's answer (the text
-    after ``</think>``; the whole reply when its format is invalid).
+    Overlap, recall and mechanism mentions are computed on answers: the text after
+    ``</think>`` of the reply, and of the reference when it holds a reasoning block (the whole
+    text, stripped, when there is no valid block: see :func:`parse_reply`).
     """
     items = []
+    answers = []
     for reply, reference in zip(replies, references, strict=True):
         parsed = parse_reply(reply)
+        answer, expected = parsed.answer, parse_reply(reference).answer
+        answers.append(answer)
         items.append(
             {
                 "think_format_valid": parsed.valid,
-                "rouge_l_f1": rouge_l_f1(parsed.answer, reference),
-                "bleu": bleu(parsed.answer, reference),
-                "term_recall": term_recall(parsed.answer, reference, lexicon),
-                "mechanism_mentioned": states_mechanism(parsed.answer, lexicon),
+                "rouge_l_f1": rouge_l_f1(answer, expected),
+                "bleu": bleu(answer, expected),
+                **word_rouge(answer, expected),
+                "bleu_4": bleu_4(answer, expected),
+                "term_recall": term_recall(answer, expected, lexicon),
+                "mechanism_mentioned": states_mechanism(answer, lexicon),
             }
         )
-    answers = [parse_reply(r).answer for r in replies]
+    overlap = ("rouge_l_f1", "bleu", *WORD_ROUGE, "bleu_4")
     summary = {
         "think_format_validity": mean(float(i["think_format_valid"]) for i in items),
-        "rouge_l_f1": mean(i["rouge_l_f1"] for i in items),
-        "bleu": mean(i["bleu"] for i in items),
+        **{key: mean(i[key] for i in items) for key in overlap},
         "term_recall": mean(i["term_recall"] for i in items),
         "mechanism_mention_rate": mean(float(i["mechanism_mentioned"]) for i in items),
         "rare_term_rate": rare_term_rate(answers, lexicon, train_df, threshold),

@@ -21,6 +21,10 @@ PACKAGES = (
     "hydra-core",
     "swanlab",
     "pandas",
+    # The evaluation's word segmentation and overlap scores depend on these versions.
+    "jieba",
+    "rouge-chinese",
+    "nltk",
 )
 
 
