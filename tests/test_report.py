@@ -7,9 +7,11 @@ import pandas as pd
 import pytest
 
 from medsft.analysis.measures import final_value, relative_change
+from medsft.analysis.tables import md_table
 from medsft.core.history import load_history, write_history_csv
+from medsft.report import sections
 from medsft.report.compare import config_differences
-from medsft.report.render import ReportInputs, render_report
+from medsft.report.render import Outline, ReportInputs, render_report
 from medsft.report.runs import RunFiles
 
 LOG = [
@@ -50,7 +52,8 @@ def test_config_differences_and_relative_change():
     assert relative_change(0.0, 1.0) is None
 
 
-def test_report_shows_the_logged_numbers(tmp_path):
+def two_runs(tmp_path, **v2_files) -> dict[str, RunFiles]:
+    """v1 logs LOG; v2 the same with every train loss ×1.1, a different dropout and ``v2_files``."""
     scale = [dict(e, loss=e["loss"] * 1.1) if "loss" in e else e for e in LOG]
     runs = {}
     for name, log in (("v1", LOG), ("v2", scale)):
@@ -61,6 +64,119 @@ def test_report_shows_the_logged_numbers(tmp_path):
             f"{name}.csv",
             config={"lora": {"lora_dropout": 0.05 if name == "v1" else 0.1}},
         )
+    runs["v2"] = replace(runs["v2"], **v2_files)
+    return runs
+
+
+def test_section_tables_on_hand_made_runs(tmp_path):
+    runs = two_runs(
+        tmp_path,
+        train_metrics={"train_seconds": 9.0, "hardware": "cpu"},
+        profile_overrides={"max_steps": {"variant": 400, "profile": 20}},
+    )
+    overview = sections.overview(runs, tracking_logdir="swanlog")
+    assert overview["rows"][1] == ["v2", "`v2.csv`", "20", "9.0", "—", "—", "`cpu`"]
+    assert overview["differences"] == {"runs": ["v1", "v2"], "rows": [["`lora.lora_dropout`", "0.0500", "0.1000"]]}
+    assert overview["overrides"] == {"runs": ["v2"], "rows": [["`training.max_steps`", "400", "20"]]}
+    # Train loss 2.0 -> 1.5 over the phase: a 25% drop; the eval loss is the phase's last.
+    assert sections.phase_rows(runs, 100)[0] == [
+        "v1",
+        "1 (0, 100]",
+        "2.0000 @ 10",
+        "1.5000 @ 20",
+        "↓25.0%",
+        "1.6000 @ 20",
+    ]
+    assert sections.learning_rate_rows(runs)[0] == [
+        "v1",
+        "1.0000e-04 @ 10",
+        "2.0000e-04 @ 20",
+        "1.0000e-04 @ 10",
+        "2.0000e-04 @ 20",
+    ]
+    # Grad norms 1.0 and 0.8: mean 0.9, population std 0.1, CV 0.111.
+    grads = sections.gradient_tables(runs)
+    assert grads["rows"][0][:6] == ["v1", "0.8000 @ 20", "1.0000 @ 10", "0.9000", "0.1000", "0.111"]
+    assert (grads["cut"], grads["groups"]) == ("10", [])
+    compared = sections.comparison(runs, plateau_tolerance=0.01)
+    assert (compared["base"], compared["tolerance"]) == ("v1", "1.0%")
+    assert compared["rows"][1][:3] == ["v2", "1.6500", "↑10.0%"]
+    assert sections.comparison({"v1": runs["v1"]}, 0.01) is None
+    assert sections.evaluation(runs) is None and sections.reproducibility({}) is None
+
+
+def test_evaluation_section_shows_both_conventions(tmp_path):
+    metrics = {"eval_loss": 1.25, "rouge_l_f1": 0.5, "bleu": 0.25, "word_rouge_1": 40.0, "word_rouge_2": 12.5}
+    metrics |= {"word_rouge_l": 37.5, "bleu_4": 20.0, "num_generations": 1, "decoding": "greedy"}
+    generation = {"question": "问题？", "reference": "参考\n答案", "output": "<think>\n\n</think>\n\n回答|一"}
+    runs = two_runs(tmp_path, eval_metrics=metrics, generations=[generation])
+    table = sections.evaluation(runs)
+    columns = dict(zip(table["columns"], table["rows"][0][1:], strict=True))
+    assert [name for name, *_ in table["rows"]] == ["v2"]  # v1 was not evaluated
+    assert columns["ROUGE-L F1"] == "0.500" and columns["BLEU"] == "0.250"
+    assert columns["ROUGE-1 (words)"] == "40.00" and columns["ROUGE-L (words)"] == "37.50"
+    assert columns["BLEU-4"] == "20.00" and columns["term recall"] == "—"
+    assert table["probes"] == []
+    assert table["generations"] == [
+        {"question": "问题？", "rows": [["v2", "<think>\\n×2</think>\\n×2回答|一"]], "reference": "参考 答案"}
+    ]
+    for lang, definition in (
+        ("en", "ROUGE F1 by rouge-chinese over jieba words"),
+        ("zh", "rouge-chinese 在 jieba 分词上"),
+    ):
+        report = render_report(ReportInputs(runs=runs, lang=lang), tmp_path / lang).read_text()
+        assert "| ROUGE-L F1 | BLEU | ROUGE-1 (words) | ROUGE-2 (words) | ROUGE-L (words) | BLEU-4 |" in report
+        assert "| v2 | 1.2500 | — | — | 0.500 | 0.250 | 40.00 | 12.50 | 37.50 | 20.00 | — | — | — |" in report
+        assert definition in report
+        assert "回答\\|一" in report  # a pipe in a generation is escaped, not a column
+
+
+def test_outline_numbers_sections_in_order():
+    heading = Outline()
+    assert heading(2, "before any section") == "### before any section"
+    assert [heading(1, "a"), heading(2, "b"), heading(3, "c"), heading(2, "d"), heading(1, "e"), heading(2, "f")] == [
+        "## 1. a",
+        "### 1.1 b",
+        "#### c",
+        "### 1.2 d",
+        "## 2. e",
+        "### 2.1 f",
+    ]
+
+
+def test_tables_and_templates_fail_loudly(tmp_path):
+    import jinja2
+
+    from medsft.report.render import _environment, languages
+
+    with pytest.raises(ValueError, match="row 0 has 1 cells, its header 2"):
+        md_table(["run", "loss"], [["v1"]])
+    runs = two_runs(tmp_path)
+    with pytest.raises(ValueError, match="report.lang: no report template for 'fr' \\(have: en, zh\\)"):
+        render_report(ReportInputs(runs=runs, lang="fr"), tmp_path / "fr")
+    assert languages() == ["en", "zh"]
+    # A value the template uses and the code did not give is an error, not a blank.
+    with pytest.raises(jinja2.UndefinedError, match="repro"):
+        _environment().get_template("report.en.md.j2").render(published=None, local=None, heading=Outline())
+
+
+def test_the_templates_are_package_data():
+    import fnmatch
+
+    from tests.conftest import ROOT
+
+    tomllib = pytest.importorskip("tomllib")
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "medsft.report"
+    ]
+    package = ROOT / "src/medsft/report"
+    templates = [p.relative_to(package).as_posix() for p in (package / "templates").iterdir()]
+    assert sorted(templates) == ["templates/report.en.md.j2", "templates/report.zh.md.j2"]
+    assert all(any(fnmatch.fnmatch(t, pattern) for pattern in patterns) for t in templates)
+
+
+def test_report_shows_the_logged_numbers(tmp_path):
+    runs = two_runs(tmp_path)
     assert [final_value(r.history, "loss") for r in runs.values()] == pytest.approx([1.5, 1.65])
     report = render_report(ReportInputs(runs=runs, lang="en"), tmp_path / "out").read_text()
     assert "| v1 | 1.5000 | — | 1.6000 | — | 0.1000 | — |" in report
@@ -102,7 +218,7 @@ def test_the_report_opens_with_the_published_runs_and_judges_claims_on_their_pro
 
 
 def test_whitespace_only_output_shows_as_blank():
-    from medsft.report.render import _clip
+    from medsft.report.sections import _clip
 
     assert _clip("\n\n\n \n") == "(blank)" and _clip("") == "(empty)"
     assert _clip("\n" * 24 + "，，") == "\\n×24，，"

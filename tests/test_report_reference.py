@@ -3,6 +3,8 @@
 import json
 import re
 import shutil
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +16,10 @@ from tests.conftest import ROOT
 
 CLAIMS = ROOT / "conf/claims/seed_report.yaml"
 PUBLISHED = ROOT / "data/published"
+# The headings and the numbers of the reports on the seed's three runs, as the report showed
+# them before it was rendered from templates (see seed_report_outline).
+SEED_REPORT_OUTLINE = Path(__file__).parent / "fixtures/seed_report_outline.json"
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*(?:e[-+]?\d+)?")
 
 
 def test_the_published_runs_are_the_reference_logs(reference):
@@ -131,3 +137,41 @@ def test_report_stage_on_imported_runs(tmp_path):
     assert "## 1. Overview" in text and "## 8. Reproducibility" in text and "Claims audit" in text
     assert "`training.lr_scheduler_type` | `linear` | `cosine`" in text
     assert (out / "figures/grad_norm.png").exists()
+
+
+def seed_report_outline(out_dir: Path) -> dict[str, dict[str, list[str]]]:
+    """Per language, the headings and every number (sorted) of the report on the seed's runs
+    v1–v3 with the claims audit; the repository's path is left out of the text first.
+
+    ``tests/fixtures/seed_report_outline.json`` holds what this gave before the report was
+    rendered from templates. After an intended change to what the report shows, rewrite it:
+    ``python -c "from tests.test_report_reference import write_outline; write_outline()"``.
+    """
+    runs = {v: load_imported_run(v, PUBLISHED / v) for v in ("v1", "v2", "v3")}
+    outline = {}
+    for lang in ("zh", "en"):
+        inputs = ReportInputs(runs=runs, claims_path=str(CLAIMS), lang=lang)
+        text = render_report(inputs, out_dir / lang).read_text(encoding="utf-8").replace(str(ROOT), "")
+        outline[lang] = {
+            "headings": [line for line in text.splitlines() if line.startswith("#")],
+            "numbers": sorted(NUMBER.findall(text)),
+        }
+    return outline
+
+
+def write_outline() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        outline = seed_report_outline(Path(tmp))
+    SEED_REPORT_OUTLINE.parent.mkdir(exist_ok=True)
+    SEED_REPORT_OUTLINE.write_text(json.dumps(outline, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def test_the_seed_report_keeps_its_sections_and_every_number(tmp_path):
+    expected = json.loads(SEED_REPORT_OUTLINE.read_text(encoding="utf-8"))
+    got = seed_report_outline(tmp_path)
+    for lang in ("zh", "en"):
+        assert got[lang]["headings"] == expected[lang]["headings"], lang
+        missing = Counter(expected[lang]["numbers"]) - Counter(got[lang]["numbers"])
+        assert not missing, f"{lang}: numbers no longer in the report: {sorted(missing.elements())}"

@@ -32,8 +32,17 @@ def pct(frac: float | None) -> str:
     return f"{arrow}{abs(frac) * 100:.1f}%"
 
 
+def md_cell(value: Any) -> str:
+    """A table cell's text: pipes escaped, line breaks folded into spaces."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def md_table(header: list[str], rows: list[list[str]]) -> str:
-    """A markdown table; pipes and line breaks inside cells are escaped."""
+    """A markdown table; pipes and line breaks inside cells are escaped. A row whose length
+    differs from the header's is an error (a template's header out of step with its rows)."""
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ValueError(f"table row {i} has {len(row)} cells, its header {len(header)}: {header}")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(md_cell(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)

@@ -1,0 +1,397 @@
+"""What each section of the report shows, computed from the logged runs as plain data.
+
+Every function returns lists of table rows (cells already formatted: rounding is part of what
+a number means here) and dicts of the values its prose quotes; the templates under
+``templates/`` hold the words, the headers and the layout. A section with nothing to show is
+``None``. Dict keys avoid the names of dict methods (``items``, ``values`` …), which a
+template's ``section.key`` would find first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medsft.analysis import measures as analysis
+from medsft.analysis.tables import fmt, lr_fmt, pct
+from medsft.report.claims import audit, load_claims, note_text
+from medsft.report.compare import config_differences
+from medsft.report.runs import RunFiles
+
+Row = list[str]
+
+EVAL_COLUMNS = {
+    "eval_loss": ("eval loss", 4),
+    "perplexity": ("perplexity", 2),
+    "think_format_validity": ("think format", 3),
+    "rouge_l_f1": ("ROUGE-L F1", 3),
+    "bleu": ("BLEU", 3),
+    "word_rouge_1": ("ROUGE-1 (words)", 2),
+    "word_rouge_2": ("ROUGE-2 (words)", 2),
+    "word_rouge_l": ("ROUGE-L (words)", 2),
+    "bleu_4": ("BLEU-4", 2),
+    "term_recall": ("term recall", 3),
+    "mechanism_mention_rate": ("mechanism mentions", 3),
+    "rare_term_rate": ("rare-term rate", 3),
+}
+
+SWEEP_COLUMNS = (
+    "final_train_loss",
+    "final_eval_loss",
+    "generalization_gap",
+    "grad_norm_cv",
+    "rouge_l_f1",
+    "term_recall",
+)
+
+
+def _clip(text: str, limit: int = 160, show_breaks: bool = True) -> str:
+    """One table cell, clipped: line breaks shown as \\n (a run of them counted, so a
+    degenerate output stays visible without filling the table) or folded into spaces; an
+    output of whitespace only shows as (blank)."""
+    if not text:
+        return "(empty)"
+    if not text.strip():
+        return "(blank)"
+    if show_breaks:
+        text = re.sub(r"\n{2,}", lambda m: f"\\n×{len(m.group())}", text).replace("\n", "\\n")
+    else:
+        text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def overview(runs: Mapping[str, RunFiles], tracking_logdir: str | None = None) -> dict[str, Any]:
+    """The runs' sources and timings (``rows``: run, history file, last step, training and
+    evaluation seconds, tokens/s, hardware), where SwanLab logged them (``tracking``), the
+    config keys whose values differ (``differences``) and the values the model profile
+    replaced (``overrides``)."""
+    rows = []
+    for r in runs.values():
+        m = r.train_metrics
+        rows.append(
+            [
+                r.name,
+                f"`{r.history_path}`",
+                fmt(analysis.last_step(r.history)),
+                fmt(m.get("train_seconds"), 1),
+                fmt(m.get("eval_seconds"), 1),
+                fmt(m.get("tokens_per_second"), 1),
+                fmt(m.get("hardware")),
+            ]
+        )
+    return {
+        "rows": rows,
+        "tracking": tracking_logdir,
+        "differences": config_difference_rows(runs),
+        "overrides": override_rows(runs),
+    }
+
+
+def config_difference_rows(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
+    """Key-by-key config differences of the runs that have a config (``runs``: their names;
+    ``rows``: key then each run's value, empty when the configs agree); ``None`` for fewer
+    than two such runs."""
+    configs = {n: r.config for n, r in runs.items() if r.config}
+    if len(configs) < 2:
+        return None
+    diff = config_differences(configs)
+    rows = [[f"`{row['key']}`", *(fmt(row[n]) for n in configs)] for _, row in diff.iterrows()]
+    return {"runs": list(configs), "rows": rows}
+
+
+def override_rows(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
+    """The ``training.*`` values the model profile replaced (``runs``: the runs with any;
+    ``rows``: key, each run's asked-for value, the value(s) used); ``None`` if none were."""
+    overridden = {name: r.profile_overrides for name, r in runs.items() if r.profile_overrides}
+    if not overridden:
+        return None
+    rows = []
+    for key in sorted({k for o in overridden.values() for k in o}):
+        used = {fmt(o[key]["profile"]) for o in overridden.values() if key in o}
+        asked = [fmt(o[key]["variant"]) if key in o else "—" for o in overridden.values()]
+        rows.append([f"`training.{key}`", *asked, " / ".join(sorted(used))])
+    return {"runs": list(overridden), "rows": rows}
+
+
+def data_tables(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """prepare's ``stats.json`` as the report shows it: the record counts its prose quotes
+    (``counts``), token statistics per split and field (``token_rows``), truncation per split
+    (``truncation_rows``) and, when most examples of a split are cut, the ``truncation`` note's
+    values; ``None`` without stats."""
+    if not stats:
+        return None
+    splits = stats["splits"]
+    counts = {
+        "source": stats["source"],
+        "accepted": stats["accepted"],
+        "rejected": stats["rejected"],
+        "reasons": ", ".join(f"{k}: {v}" for k, v in stats.get("rejected_by_reason", {}).items()) or "—",
+        "splits": ", ".join(f"{name} {s['records']}" for name, s in splits.items()),
+        "method": stats["split"]["method"],
+        "seed": stats["split"]["seed"],
+    }
+
+    def spread(label: str, f: Mapping[str, Any]) -> list[str]:
+        return [label, fmt(f["sum"]), fmt(f["min"]), fmt(f["median"], 1), fmt(f["p95"], 1), fmt(f["max"])]
+
+    token_rows = []
+    for name, s in splits.items():
+        token_rows += [[name, *spread(field_name, f)] for field_name, f in s["fields"].items()]
+        token_rows += [
+            [name, *spread(f"formatted {part}", s["formatted"][part])] for part in ("prompt", "target", "total")
+        ]
+    truncation_rows = [
+        [
+            name,
+            fmt(s["max_length"]),
+            f"{s['truncated_examples']} / {s['records']}",
+            pct(s["target_tokens_lost_fraction"]).lstrip("↑"),
+        ]
+        for name, s in splits.items()
+    ]
+    mostly_cut = [s for s in splits.values() if s["records"] and s["truncated_examples"] / s["records"] > 0.5]
+    truncation = None
+    if mostly_cut:
+        median = max(s["formatted"]["total"]["median"] for s in mostly_cut)
+        truncation = {"max_length": mostly_cut[0]["max_length"], "median": fmt(median, 0)}
+    return {"counts": counts, "token_rows": token_rows, "truncation_rows": truncation_rows, "truncation": truncation}
+
+
+def augment_rows(augment_stats: Mapping[str, Mapping[str, Any]], runs: Mapping[str, RunFiles]) -> list[Row]:
+    """Per variant: augmented records, knowledge injection (on/off, records touched, terms
+    injected) and the term masking train applied (probability · field, records per epoch)."""
+    rows = []
+    for variant, a in augment_stats.items():
+        ki = a["knowledge_injection"]
+        tm = runs[variant].masking if variant in runs else {}
+        per_epoch = "; ".join(
+            f"e{e['epoch']}: {e['records_masked']} ({_counts(e['masks_by_type'])})" for e in tm.get("epochs", [])
+        )
+        rows.append(
+            [
+                variant,
+                fmt(a["records"]),
+                "on" if ki["enabled"] else "off",
+                fmt(ki["records_touched"]),
+                fmt(ki["terms_injected"]),
+                f"{tm['probability']:.0%} · {tm['field']}" if tm else "—",
+                per_epoch or "—",
+            ]
+        )
+    return rows
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k}×{v}" for k, v in counts.items()) or "—"
+
+
+def base_model(info: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """The pretrained base's identity, steps, tokens, records and first/final loss; ``None``
+    without the pretrain stage's ``base.json``."""
+    if not info or "base_model_id" not in info:
+        return None
+    return {
+        "id": info["base_model_id"],
+        "steps": fmt(info["steps"]),
+        "tokens": fmt(info["train_tokens"]),
+        "records": fmt(info["records"]),
+        "first": fmt(info["first_loss"]),
+        "final": fmt(info["final_loss"]),
+    }
+
+
+def phase_rows(runs: Mapping[str, RunFiles], phase_steps: int) -> list[Row]:
+    """Per run and window of ``phase_steps`` steps: train loss first and last (value @ step),
+    its relative drop, and the window's last eval loss."""
+    rows = []
+    for r in runs.values():
+        for p in analysis.phases(r.history, phase_steps):
+            rows.append(
+                [
+                    r.name,
+                    f"{p.index} ({p.start}, {p.end}]",
+                    f"{fmt(p.first_loss)} @ {p.first_step}",
+                    f"{fmt(p.last_loss)} @ {p.last_step}",
+                    pct(p.drop),
+                    "—" if p.eval_loss is None else f"{fmt(p.eval_loss)} @ {p.eval_step}",
+                ]
+            )
+    return rows
+
+
+def learning_rate_rows(runs: Mapping[str, RunFiles]) -> list[Row]:
+    """Per run: the learning rate at the first step, the end of warmup, mid-run and the end."""
+    rows = []
+    for r in runs.values():
+        pts = analysis.lr_points(r.history)
+        rows.append([r.name, *("—" if p is None else f"{lr_fmt(p[1])} @ {p[0]}" for p in pts.values())])
+    return rows
+
+
+def _shared_cutoff(runs: Mapping[str, RunFiles]) -> float:
+    cuts = [c for c in (analysis.warmup_cutoff(r.history) for r in runs.values()) if c is not None]
+    return max(cuts, default=0.0)
+
+
+def gradient_tables(runs: Mapping[str, RunFiles]) -> dict[str, Any]:
+    """Grad-norm spread per run (``rows``: min and max @ step, mean, std, CV over all steps
+    and after the shared warmup ``cut``, range from step ``late``) and per parameter group
+    (``groups``: run, group, mean, min, max, CV)."""
+    cut = _shared_cutoff(runs)
+    late_from = max((analysis.last_step(r.history) or 0) for r in runs.values()) / 2
+    rows = []
+    for r in runs.values():
+        every, after = analysis.spread(r.history), analysis.spread(r.history, from_step=cut)
+        late = analysis.spread(r.history, from_step=late_from - 1e-9)
+        if every is None:
+            continue
+        rows.append(
+            [
+                r.name,
+                f"{fmt(every.min)} @ {every.min_step}",
+                f"{fmt(every.max)} @ {every.max_step}",
+                fmt(every.mean),
+                fmt(every.std),
+                fmt(every.cv, 3),
+                fmt(after.cv if after else None, 3),
+                "—" if late is None else f"{fmt(late.min)}–{fmt(late.max)}",
+            ]
+        )
+    groups = []
+    for r in runs.values():
+        for col in (c for c in r.history.columns if c.startswith("grad_norm_")):
+            s = analysis.spread(r.history, col)
+            if s is not None:
+                groups.append(
+                    [r.name, col.removeprefix("grad_norm_"), fmt(s.mean), fmt(s.min), fmt(s.max), fmt(s.cv, 3)]
+                )
+    return {"rows": rows, "cut": fmt(int(cut)), "late": fmt(int(math.ceil(late_from))), "groups": groups}
+
+
+def comparison(runs: Mapping[str, RunFiles], plateau_tolerance: float) -> dict[str, Any] | None:
+    """Final train and eval loss and generalization gap, each with its change against the
+    first run (the ``base``), plateau step and grad-norm CV; ``None`` for a single run."""
+    if len(runs) < 2:
+        return None
+    base = next(iter(runs.values()))
+    measures = (
+        lambda h: analysis.final_value(h, "loss"),
+        lambda h: analysis.final_value(h, "eval_loss"),
+        analysis.generalization_gap,
+    )
+    rows = []
+    for r in runs.values():
+        row = [r.name]
+        for measure in measures:
+            value = measure(r.history)
+            change = analysis.relative_change(measure(base.history), value)
+            row += [fmt(value), "—" if r is base else pct(change)]
+        grad = analysis.spread(r.history)
+        row += [fmt(analysis.plateau_step(r.history, plateau_tolerance)), fmt(grad.cv if grad else None, 3)]
+        rows.append(row)
+    return {"rows": rows, "base": base.name, "tolerance": f"{plateau_tolerance:.1%}"}
+
+
+def evaluation(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
+    """The evaluated runs' metrics (``columns``, ``rows``), the decoding they share, and the
+    replies to each probe and to the first two validation questions, clipped (``probes``,
+    ``generations``); ``None`` when no run was evaluated."""
+    evaluated = {n: r for n, r in runs.items() if r.eval_metrics}
+    if not evaluated:
+        return None
+    rows = [[n, *(fmt(r.eval_metrics.get(k), d) for k, (_, d) in EVAL_COLUMNS.items())] for n, r in evaluated.items()]
+    first = next(iter(evaluated.values())).eval_metrics
+    probes = [
+        {"id": probe["id"], "question": probe["question"], "rows": replies}
+        for probe, replies in _replies(evaluated, "probes", limit=300)
+    ]
+    generations = [
+        {"question": item["question"], "rows": replies, "reference": _clip(item["reference"], show_breaks=False)}
+        for item, replies in _replies(evaluated, "generations", limit=160, first=2)
+    ]
+    return {
+        "columns": [label for label, _ in EVAL_COLUMNS.values()],
+        "rows": rows,
+        "num_generations": first.get("num_generations", "—"),
+        "decoding": first.get("decoding", "greedy"),
+        "probes": probes,
+        "generations": generations,
+    }
+
+
+def _replies(
+    runs: Mapping[str, RunFiles], kind: str, limit: int, first: int | None = None
+) -> list[tuple[dict[str, Any], list[Row]]]:
+    """For each of the ``first`` items (``probes`` or ``generations``) of the first run that
+    has any: the item, and each such run's reply to it, clipped to ``limit`` characters."""
+    replied = {n: getattr(r, kind) for n, r in runs.items() if getattr(r, kind)}
+    items = next(iter(replied.values()), [])[:first]
+    return [
+        (item, [[n, _clip(replies[i]["output"], limit) if i < len(replies) else "—"] for n, replies in replied.items()])
+        for i, item in enumerate(items)
+    ]
+
+
+def sweep(sweep_dir: str | Path | None) -> dict[str, Any] | None:
+    """A sweep's ranked grid points from its ``summary.csv`` (``columns`` without the
+    ``variant.`` prefix, ``rows``); ``None`` when there is no summary."""
+    if not sweep_dir or not (Path(sweep_dir) / "summary.csv").exists():
+        return None
+    summary = pd.read_csv(Path(sweep_dir) / "summary.csv")
+    keys = [c for c in summary.columns if c.startswith("variant.")]
+    columns = ["rank", *keys, "status", *(c for c in SWEEP_COLUMNS if c in summary)]
+    rows = [
+        [v if isinstance(v, str) else fmt(v.item() if hasattr(v, "item") else v) for v in r]
+        for r in summary[columns].itertuples(index=False)
+    ]
+    return {
+        "path": f"{Path(sweep_dir)}/summary.csv",
+        "columns": [c.removeprefix("variant.") for c in columns],
+        "rows": rows,
+    }
+
+
+def claims(runs: Mapping[str, RunFiles], claims_path: str, phase_steps: int, lang: str) -> dict[str, Any]:
+    """The claims audit on ``runs``: per claim its id, statement, ``status`` (a claims status
+    constant) and what was measured against what it states; the claims' notes in ``lang``."""
+    results = audit(load_claims(claims_path), runs, phase_steps)
+    rows = [
+        {
+            "id": res.id,
+            "statement": res.statement,
+            "status": res.status,
+            "measured": "; ".join(f"{c.description} = {_measured(c.measured)} (≈ {c.expect})" for c in res.checks),
+        }
+        for res in results
+    ]
+    notes = [{"id": res.id, "text": note_text(res.note, lang)} for res in results if res.note]
+    return {"path": claims_path, "rows": rows, "notes": notes}
+
+
+def _measured(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.5g}"
+    return "—" if value is None else str(value)
+
+
+def reproducibility(prov: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The code version and its ``state`` (``dirty``, ``regenerated`` or ``None``), params
+    hash, seeds, package versions, machine, command and data hashes; ``None`` without any."""
+    if not prov:
+        return None
+    commit = prov.get("git", {})
+    return {
+        "commit": commit.get("commit") or "—",
+        "state": "dirty" if commit.get("dirty") else "regenerated" if commit.get("regenerated") else None,
+        "params_sha256": prov.get("params_sha256"),
+        "seeds": ", ".join(f"`{k}={v}`" for k, v in (prov.get("seeds") or {}).items()),
+        "packages": ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
+        "hardware": prov.get("hardware"),
+        "command": prov.get("command"),
+        "hashes": [[f"`{p}`", f"`{h}`"] for p, h in (prov.get("hashes") or {}).items()],
+    }
