@@ -16,9 +16,9 @@ import pytest
 
 pytest.importorskip("swanboard", reason="the SwanLab dashboard is not installed: pip install -e '.[dashboard]'")
 
-from transformers import TrainerState  # noqa: E402
+import swanlab  # noqa: E402
 
-from medsft.train.callbacks import SwanLabCallback  # noqa: E402
+from medsft.train.tracking import swanlab_run  # noqa: E402
 
 LOSSES = {2: 3.5, 4: 2.25, 6: 1.75}
 
@@ -40,15 +40,11 @@ def local_run(tmp_path, monkeypatch):
     """A run logged the way the train stage logs it with tracking=local: swanlog/<variant>/."""
     # SwanLab's local mode points SWANLAB_LOG_DIR at the run's folder in this process.
     monkeypatch.setenv("SWANLAB_LOG_DIR", str(tmp_path))
+    tracking = {"mode": "local", "project": "medsft-dashboard-test", "logdir": str(tmp_path / "swanlog")}
     logdir = tmp_path / "swanlog" / "v2"
-    callback = SwanLabCallback("medsft-dashboard-test", "v2", "local", str(logdir), config={"variant": "v2"})
-    state = TrainerState()
-    callback.on_train_begin(None, state, None)
-    for step, loss in LOSSES.items():
-        state.global_step = step
-        state.log_history.append({"loss": loss, "step": step})
-        callback.on_log(None, state, None, logs={"loss": loss})
-    callback.on_train_end(None, state, None)
+    with swanlab_run(tracking, "v2", {"variant": "v2"}):
+        for step, loss in LOSSES.items():
+            swanlab.log({"train/loss": loss}, step=step)  # as transformers' integration logs it
     assert (logdir / "runs.swanlab").exists()  # the dashboard's database, one per variant
     return logdir
 

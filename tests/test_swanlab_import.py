@@ -23,3 +23,13 @@ def test_swanlab_offline_run_imports_as_the_logged_history(tmp_path):
     logged = load_history(tmp_path / "run" / "history.csv")
     pd.testing.assert_frame_equal(imported.history, logged, check_dtype=False)
     assert imported.config["lora"]["modules_to_save"] == ["embed_tokens", "lm_head"]
+
+
+def test_the_private_log_reader_was_checked_against_the_installed_swanlab():
+    """The reader imports swanlab internals (no public reader of local logs exists): a new
+    swanlab release must be checked, then CHECKED_WITH_SWANLAB moved to it."""
+    import swanlab
+
+    from medsft.report.swanlab_reader import CHECKED_WITH_SWANLAB
+
+    assert swanlab.__version__ == CHECKED_WITH_SWANLAB

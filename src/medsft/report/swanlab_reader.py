@@ -7,6 +7,7 @@ a SwanLab release that moves it fails here with a message naming the version.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,10 @@ import pandas as pd
 import yaml
 
 from medsft.core.history import history_rows, normalise_history
+
+# The swanlab release whose private log reader (below) this was checked against; a test fails
+# when the installed one differs, so a bump re-checks it.
+CHECKED_WITH_SWANLAB = "0.10.3"
 
 # SwanLab keys, as our callback and transformers' SwanLab integration log them -> history columns.
 KEYS = {
@@ -45,19 +50,8 @@ def read_swanlab_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     files = sorted(path.glob("*.swanlab"))
     if not files:
         raise FileNotFoundError(f"{path}: no *.swanlab file (not a SwanLab run folder)")
-    try:
-        from swanlab.proto.swanlab.record.v1.record_pb2 import Record
-        from swanlab.sdk.internal.core_python.store import DataStoreReader
-    except ImportError as err:
-        import swanlab
-
-        raise ImportError(f"{path}: cannot read SwanLab logs with swanlab {swanlab.__version__} ({err})") from err
     entries: dict[tuple[int, bool], dict[str, Any]] = {}
-    reader = DataStoreReader()
-    reader.open(str(files[0]))
-    for blob in reader:
-        record = Record()
-        record.ParseFromString(blob)
+    for record in _records(files[0]):
         column = _column(record.scalar.key) if record.HasField("scalar") else None
         if column is None:
             continue
@@ -67,6 +61,27 @@ def read_swanlab_run(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     # history_rows merges a step's training and evaluation entries, like a Trainer log.
     rows = history_rows(e for _, e in sorted(entries.items()))
     return normalise_history(pd.DataFrame(rows)), _run_config(path / "files" / "config.yaml")
+
+
+def _records(path: Path) -> Iterator[Any]:
+    """The protobuf records of a ``*.swanlab`` file. SwanLab has no public reader of its
+    local logs: this is the one place that imports the private one ``swanlab sync`` uses."""
+    try:
+        from swanlab.proto.swanlab.record.v1.record_pb2 import Record
+        from swanlab.sdk.internal.core_python.store import DataStoreReader
+    except ImportError as err:
+        import swanlab
+
+        raise ImportError(
+            f"{path}: cannot read SwanLab logs with swanlab {swanlab.__version__} "
+            f"(checked with {CHECKED_WITH_SWANLAB}): {err}"
+        ) from err
+    reader = DataStoreReader()
+    reader.open(str(path))
+    for blob in reader:
+        record = Record()
+        record.ParseFromString(blob)
+        yield record
 
 
 def _run_config(path: Path) -> dict[str, Any]:

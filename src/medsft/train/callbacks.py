@@ -1,5 +1,6 @@
 """Trainer callbacks: the run's history on disk as it goes, gradient norms by group, the
-divergence guard, per-epoch augmentation, SwanLab tracking."""
+divergence guard, per-epoch augmentation. (SwanLab tracking is transformers' own callback:
+medsft.train.tracking.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import swanlab
 from transformers import TrainerCallback
 
 from medsft.core.config import DivergenceConfig
 from medsft.core.errors import UserError
-from medsft.core.history import HISTORY_COLUMNS, write_history_csv, write_trainer_state
+from medsft.core.history import write_history_csv, write_trainer_state
 
 
 class HistoryCallback(TrainerCallback):
@@ -70,10 +70,12 @@ class GradGroupNormCallback(TrainerCallback):
             return
         total = self.last["_total"]
         scale = float(logs["grad_norm"]) / total if total > 0 else 1.0
+        # Into the history entry and into the log itself, which the tracking callback that
+        # runs after this one (transformers' SwanLab integration) sends on.
         entry = state.log_history[-1]
         for group, norm in self.last.items():
             if group != "_total":
-                entry[f"grad_norm_{group}"] = norm * scale
+                entry[f"grad_norm_{group}"] = logs[f"grad_norm_{group}"] = norm * scale
 
 
 class EpochCallback(TrainerCallback):
@@ -138,38 +140,3 @@ class DivergenceCallback(TrainerCallback):
                     f"training diverged at step {step}: grad_norm was 0 in {self.zero_grads} consecutive logs "
                     "(divergence.zero_grad_norm_logs)"
                 )
-
-
-class SwanLabCallback(TrainerCallback):
-    """Log the history's columns and the full config to a SwanLab run.
-
-    ``mode`` is SwanLab's: offline (local files to ``swanlab sync`` later), online (needs
-    SWANLAB_API_KEY in the environment), local, or disabled.
-    """
-
-    def __init__(self, project: str, name: str, mode: str, logdir: str, config: dict[str, Any]) -> None:
-        self.kwargs = {"project": project, "name": name, "mode": mode, "log_dir": logdir, "config": config}
-        self.run = None
-
-    def on_train_begin(self, args, state, control, **kwargs) -> None:
-        if state.is_world_process_zero and self.run is None:
-            Path(self.kwargs["log_dir"]).mkdir(parents=True, exist_ok=True)
-            self.run = swanlab.init(**self.kwargs)
-
-    def on_log(self, args, state, control, logs: dict[str, Any] | None = None, **kwargs) -> None:
-        if self.run is None or not logs:
-            return
-        # The history entry holds what GradGroupNormCallback added to this log.
-        entry = {**logs, **(state.log_history[-1] if state.log_history else {})}
-        values = {}
-        for key, value in entry.items():
-            if (key in HISTORY_COLUMNS[1:] or key.startswith("grad_norm_")) and isinstance(value, (int, float)):
-                prefix = "eval" if key.startswith("eval_") else "train"
-                values[f"{prefix}/{key.removeprefix('eval_')}"] = value
-        if values:
-            swanlab.log(values, step=state.global_step)
-
-    def on_train_end(self, args, state, control, **kwargs) -> None:
-        if self.run is not None:
-            swanlab.finish()
-            self.run = None

@@ -34,7 +34,6 @@ from medsft.train.callbacks import (
     EpochCallback,
     GradGroupNormCallback,
     HistoryCallback,
-    SwanLabCallback,
 )
 from medsft.train.checkpoints import (
     CheckpointCommitCallback,
@@ -44,11 +43,14 @@ from medsft.train.checkpoints import (
 )
 from medsft.train.datasets import EpochAugmentedDataset, encode_dataset
 from medsft.train.packing import PaddedEvalTrainer, flattening_collator, prepare_for_packing
+from medsft.train.tracking import log_last, report_to, swanlab_run, tracking_enabled
 
 log = logging.getLogger(__name__)
 
 
-def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -> dict[str, Any]:
+def trainer_fields(
+    training: dict[str, Any], out: Path, packing: bool = False, report_to: list[str] | None = None
+) -> dict[str, Any]:
     """The TrainingArguments fields of a run: the spec's, plus what the pipeline fixes."""
     fields = dict(training)
     fields.update(
@@ -56,7 +58,7 @@ def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -
         eval_strategy="steps",
         save_strategy="steps",
         logging_strategy="steps",
-        report_to=[],
+        report_to=list(report_to or []),
         # A packed batch has no padding (and no attention mask to count by): every token is real.
         include_num_input_tokens_seen="all" if packing else "non_padding",
         # Log a NaN/inf loss as it is (the Trainer would average it away) so the run stops on it.
@@ -149,7 +151,9 @@ def train_run(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     packing = bool(spec.model.get("packing", False))
-    spec = replace(spec, training=trainer_fields(spec.training, out, packing))
+    spec = replace(spec, training=trainer_fields(spec.training, out, packing, report_to(tracking)))
+    if tracking_enabled(tracking):
+        spec.training.setdefault("run_name", spec.variant)  # transformers' SwanLab run name
     args = TrainingArguments(**spec.training)
     log_profile_overrides(spec)
 
@@ -184,16 +188,6 @@ def train_run(
     ]
     if spec.term_masking:
         callbacks.append(EpochCallback(train_ds))
-    if tracking and tracking.get("mode", "disabled") != "disabled":
-        callbacks.append(
-            SwanLabCallback(
-                project=tracking["project"],
-                name=spec.variant,
-                mode=tracking["mode"],
-                logdir=str(Path(tracking["logdir"]) / spec.variant),
-                config=spec.to_dict(),
-            )
-        )
     trainer = PaddedEvalTrainer(
         model=model,
         args=args,
@@ -204,8 +198,10 @@ def train_run(
         processing_class=tokenizer,
         callbacks=callbacks,
     )
-    # The run's identity: its settings and data, not where its folder is.
-    identity = {**spec.to_dict(), "training": {k: v for k, v in spec.training.items() if k != "output_dir"}}
+    log_last(trainer)
+    # The run's identity: its settings and data, not where its folder or its logs go.
+    where = ("output_dir", "report_to", "run_name")
+    identity = {**spec.to_dict(), "training": {k: v for k, v in spec.training.items() if k not in where}}
     run_id = fingerprint(identity, train_records, val_records)
     with args.main_process_first(desc="checkpoints"):
         if args.process_index == 0:
@@ -222,10 +218,11 @@ def train_run(
         start_tokens = int(state.get("num_input_tokens_seen", 0))
         start_step = int(state.get("global_step", 0))
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
-    history = trainer.state.log_history
-    if not any("eval_loss" in e and e["step"] == trainer.state.global_step for e in history):
-        trainer.evaluate()  # the last step fell between two evaluations
+    with swanlab_run(tracking, spec.variant, spec.to_dict(), main_process=args.process_index == 0):
+        trainer.train(resume_from_checkpoint=resume)
+        history = trainer.state.log_history
+        if not any("eval_loss" in e and e["step"] == trainer.state.global_step for e in history):
+            trainer.evaluate()  # the last step fell between two evaluations
     wall = time.perf_counter() - start
     # Evaluation inside the loop is not training: its time is reported apart.
     eval_seconds = sum(e["eval_runtime"] for e in history if "eval_runtime" in e and e["step"] > start_step)
