@@ -3,9 +3,9 @@
     python -m stages.evaluate VARIANT [key=value ...]
 
 Reads the run train wrote (runs/VARIANT/train/run_config.yaml and adapter/),
-prepare.out_dir/{train,val}.jsonl, the lexicon and the probes; writes
-runs/VARIANT/eval/metrics.json, generations.jsonl (question, reference, output, per-item
-scores) and probes.jsonl.
+prepare.out_dir/{train,val}.jsonl, the lexicon, the probes and the lm-eval tasks of
+evaluate.benchmarks; writes runs/VARIANT/eval/metrics.json, generations.jsonl (question,
+reference, output, per-item scores), probes.jsonl and benchmarks.json (lm-eval scores).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -181,6 +182,8 @@ def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
     run("evaluate", variant)
     run("report")
     assert (workspace / "reports" / "report.md").exists()
+    # The declared benchmark output exists with no benchmark configured.
+    assert json.loads((workspace / "runs" / variant / "eval/benchmarks.json").read_text())["tasks"] == {}
 
 
 def test_pruned_config_rejects_an_undeclared_read():
@@ -200,7 +203,10 @@ def test_metrics_and_plots_are_declared_per_variant_not_by_hand():
     assert train["foreach"] == evaluate["foreach"] == "${variants}"
     # git-tracked (cache: false), so metrics and plots diffs against a commit need no remote
     assert train["do"]["metrics"] == [{"runs/${key}/train/metrics.json": {"cache": False}}]
-    assert evaluate["do"]["metrics"] == [{"runs/${key}/eval/metrics.json": {"cache": False}}]
+    assert evaluate["do"]["metrics"] == [
+        {"runs/${key}/eval/metrics.json": {"cache": False}},
+        {"runs/${key}/eval/benchmarks.json": {"cache": False}},  # lm-eval scores, no tasks by default
+    ]
     (plot,) = train["do"]["plots"]
     assert next(iter(plot)) == "runs/${key}/train/history.csv"
     assert plot["runs/${key}/train/history.csv"]["cache"] is False

@@ -261,3 +261,39 @@ def test_provenance_tells_regenerated_results_from_uncommitted_changes(tmp_path)
     git("checkout", "-q", "--", "src")
     (tmp_path / ".gitignore").write_text("/models/\n", encoding="utf-8")  # the user's, not the pipeline's
     assert git_state(tmp_path)["dirty"]
+
+
+def test_benchmark_table_shows_each_runs_lm_eval_scores_and_nothing_without_them(tmp_path):
+    scores = {"acc": 0.25, "acc_stderr": 0.125, "acc_norm": 0.5, "acc_norm_stderr": None}
+    record = {
+        "lm_eval_version": "0.4.13",
+        "limit": 8,
+        "num_fewshot": None,
+        "apply_chat_template": False,
+        "tasks": {"medsft_clinical_mc": scores},
+        "versions": {"medsft_clinical_mc": 1.0},
+        "n-samples": {"medsft_clinical_mc": {"effective": 8, "original": 12}},
+        "n-shot": {"medsft_clinical_mc": 0},
+    }
+    empty = {**record, "lm_eval_version": None, "tasks": {}, "versions": {}, "n-samples": {}, "n-shot": {}}
+    runs = two_runs(tmp_path, benchmarks=record)
+    runs["v1"] = replace(runs["v1"], benchmarks=empty)
+    table = sections.benchmarks(runs)
+    assert table["runs"] == ["v2"]  # v1 ran none
+    assert table["rows"] == [
+        ["`medsft_clinical_mc`", "1.0", "8 / 12", "0", "acc", "0.250 ± 0.125"],
+        ["`medsft_clinical_mc`", "1.0", "8 / 12", "0", "acc_norm", "0.500"],
+    ]
+    assert (table["lm_eval_version"], table["limit"], table["chat_template"]) == ("0.4.13", "8", False)
+    for lang, words in (
+        ("en", "lm-evaluation-harness 0.4.13"),
+        ("zh", "lm-evaluation-harness 0.4.13 在各运行的适配器"),
+    ):
+        report = render_report(ReportInputs(runs=runs, lang=lang), tmp_path / lang).read_text()
+        assert "| `medsft_clinical_mc` | 1.0 | 8 / 12 | 0 | acc | 0.250 ± 0.125 |" in report
+        assert words in report and "evaluate.lm_eval.limit" in report
+    # No scores: no section.
+    runs["v2"] = replace(runs["v2"], benchmarks=empty)
+    assert sections.benchmarks(runs) is None
+    report = render_report(ReportInputs(runs=runs, lang="en"), tmp_path / "none").read_text()
+    assert "lm-evaluation-harness" not in report and "Benchmarks" not in report

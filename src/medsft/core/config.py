@@ -146,6 +146,17 @@ class AugmentConfig:
 
 
 @dataclass
+class LmEvalConfig:
+    # lm_eval.tasks.TaskManager(include_path=...): a folder of local task YAMLs.
+    include_path: str = "conf/benchmarks"
+    # lm_eval.simple_evaluate fields. limit: examples per task (a count, or a fraction < 1);
+    # null: all of them. num_fewshot: null keeps each task's own.
+    limit: Any = None
+    num_fewshot: int | None = None
+    apply_chat_template: bool = False
+
+
+@dataclass
 class EvaluateConfig:
     probes: str | None = "conf/probes.yaml"
     # A generated term is rare when fewer training records than this contain it.
@@ -155,6 +166,9 @@ class EvaluateConfig:
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.95
+    # lm-evaluation-harness task names run on each variant (medsft.evaluate.benchmarks).
+    benchmarks: list[str] = field(default_factory=list)
+    lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
 
 
 @dataclass
@@ -292,7 +306,22 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
         raise ConfigError(f"{source}: divergence.zero_grad_norm_logs must be >= 0")
     if not 0 < cfg.split.val_fraction < 1:
         raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
+    _check_benchmarks(cfg.evaluate, source)
     return cfg
+
+
+def _check_benchmarks(evaluate: DictConfig, source: str) -> None:
+    """``evaluate.benchmarks`` names each task once; ``evaluate.lm_eval.limit`` is null or a
+    positive number (task names are checked against lm-eval when evaluate loads the tasks)."""
+    repeated = sorted({name for name in evaluate.benchmarks if list(evaluate.benchmarks).count(name) > 1})
+    if repeated:
+        raise ConfigError(f"{source}: evaluate.benchmarks: {repeated[0]!r} is listed more than once")
+    limit = evaluate.lm_eval.limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or limit <= 0):
+        raise ConfigError(
+            f"{source}: evaluate.lm_eval.limit: {limit!r} is not null or a positive number "
+            "(examples per task, or a fraction < 1)"
+        )
 
 
 def check_library_fields(cfg: DictConfig, source: str = "config") -> None:

@@ -1,4 +1,5 @@
-"""Evaluating a trained adapter: token-weighted loss on the validation split, and generations.
+"""Evaluating a trained adapter: token-weighted loss on the validation split, generations,
+and the lm-eval benchmarks of ``evaluate.benchmarks``.
 
 The run is described by its spec (``run_config.yaml``, written by train): the base model,
 the format and the eval batch size come from there, not from the config again.
@@ -19,6 +20,7 @@ from medsft.core.io import atomic_write_json, write_jsonl
 from medsft.core.spec import RunSpec
 from medsft.data.augmentation import load_lexicon
 from medsft.data.formatting import IGNORE_INDEX, Encoded, encode_parts, encode_records, prompt_parts
+from medsft.evaluate.benchmarks import load_tasks, run_benchmarks
 from medsft.evaluate.metrics import score_replies, term_document_frequency
 from medsft.modeling.loading import load_adapter
 
@@ -126,13 +128,16 @@ def evaluate_run(
     lexicon_path: str | Path,
     out_dir: str | Path,
 ) -> dict[str, Any]:
-    """Evaluate a trained adapter and write ``metrics.json``, ``generations.jsonl`` and
-    ``probes.jsonl`` under ``out_dir``; return the metrics.
+    """Evaluate a trained adapter and write ``metrics.json``, ``generations.jsonl``,
+    ``probes.jsonl`` and ``benchmarks.json`` under ``out_dir``; return the metrics.
 
     Eval loss on the validation split (token-weighted), answer-quality metrics of greedy (or
-    seeded sampled) replies to the first ``num_generations`` validation questions, and
-    replies to the probe questions. ``settings``: the ``evaluate`` config section.
+    seeded sampled) replies to the first ``num_generations`` validation questions, replies to
+    the probe questions, and the lm-eval scores of ``benchmarks`` (none listed: a
+    ``benchmarks.json`` with no tasks). ``settings``: the ``evaluate`` config section.
     """
+    # First: an unknown task name or task data that cannot be fetched fails before the model loads.
+    benchmarks = load_tasks(settings["benchmarks"], settings["lm_eval"]["include_path"])
     fmt = spec.format
     lexicon = load_lexicon(lexicon_path)
     batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
@@ -179,4 +184,7 @@ def evaluate_run(
     metrics.update(summary)
     metrics.update(num_generations=len(outputs), decoding="sampling" if settings["do_sample"] else "greedy")
     atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(
+        out / "benchmarks.json", run_benchmarks(model, tokenizer, benchmarks, settings["lm_eval"], batch_size)
+    )
     return metrics

@@ -129,6 +129,7 @@ def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:
             augment=sections.augment_rows(inputs.augment_stats, inputs.runs),
             base=sections.base_model(inputs.base_info),
             evaluation=sections.evaluation(inputs.runs),
+            benchmarks=sections.benchmarks(inputs.runs),
             sweep=_sweep(inputs.sweep_dir, figures_dir),
             claims=None if na else _claims(inputs.runs, inputs),
             claims_na={"local": inputs.local_profile, "profile": inputs.published_profile} if na else None,

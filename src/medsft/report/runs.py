@@ -32,6 +32,7 @@ class RunFiles:
     # TrainingArguments fields the model profile replaced: field -> {"variant", "profile"}
     profile_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     masking: dict[str, Any] = field(default_factory=dict)  # train's masking.json
+    benchmarks: dict[str, Any] = field(default_factory=dict)  # evaluate's benchmarks.json (lm-eval)
 
 
 def load_dag_run(name: str) -> RunFiles:
@@ -60,6 +61,7 @@ def load_dag_run(name: str) -> RunFiles:
         config_path=str(train / SPEC_FILE),
         profile_overrides=spec.profile_overrides,
         masking=read_json(train / "masking.json"),
+        benchmarks=read_json(ev / "benchmarks.json"),
     )
 
 

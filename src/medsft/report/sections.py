@@ -337,6 +337,50 @@ def _replies(
     ]
 
 
+def benchmarks(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
+    """The lm-eval scores of the runs that have any (``runs``: their names; ``rows``: task,
+    task version, examples scored, shots, metric, then each run's score ± standard error to 3
+    decimals), the lm-eval version(s), ``limit`` and ``chat_template`` they ran with; ``None``
+    when no run has a benchmark score."""
+    scored = {n: r.benchmarks for n, r in runs.items() if r.benchmarks.get("tasks")}
+    if not scored:
+        return None
+    rows = []
+    for task in sorted({t for b in scored.values() for t in b["tasks"]}):
+        # A task's version, examples and shots as the first run that scored it ran it.
+        ran = next(b for b in scored.values() if task in b["tasks"])
+        samples = ran.get("n-samples", {}).get(task, {})
+        examples = fmt(samples.get("effective"))
+        if samples and samples.get("effective") != samples.get("original"):
+            examples += f" / {fmt(samples.get('original'))}"
+        metrics = sorted({m for b in scored.values() for m in b["tasks"].get(task, {}) if not _is_stderr(m)})
+        for metric in metrics:
+            scores = [_score(b["tasks"].get(task, {}), metric) for b in scored.values()]
+            version = ran.get("versions", {}).get(task)
+            rows.append([f"`{task}`", fmt(version, 1), examples, fmt(ran.get("n-shot", {}).get(task)), metric, *scores])
+    limits = sorted({str(b["limit"]) for b in scored.values() if b.get("limit") is not None})
+    return {
+        "runs": list(scored),
+        "rows": rows,
+        "lm_eval_version": " / ".join(sorted({str(b.get("lm_eval_version")) for b in scored.values()})),
+        "limit": " / ".join(limits) or None,
+        "chat_template": any(b.get("apply_chat_template") for b in scored.values()),
+    }
+
+
+def _is_stderr(metric: str) -> bool:
+    return metric.partition(",")[0].endswith("_stderr")
+
+
+def _score(scores: Mapping[str, Any], metric: str) -> str:
+    """``metric``'s score ± its standard error (lm-eval's ``<metric>_stderr[,filter]``)."""
+    name, comma, filter_name = metric.partition(",")
+    value, stderr = scores.get(metric), scores.get(f"{name}_stderr{comma}{filter_name}")
+    if value is None:
+        return "—"
+    return fmt(value, 3) if stderr is None else f"{fmt(value, 3)} ± {fmt(stderr, 3)}"
+
+
 def sweep(sweep_dir: str | Path | None) -> dict[str, Any] | None:
     """A sweep's ranked grid points from its ``summary.csv`` (``columns`` without the
     ``variant.`` prefix, ``rows``); ``None`` when there is no summary."""

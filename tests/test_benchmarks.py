@@ -1,0 +1,250 @@
+"""lm-eval benchmarks in the evaluate stage: the local task end to end on a tiny trained adapter,
+the record's layout, and the one-line errors for an unknown task and for data that cannot be
+fetched."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import datasets
+import huggingface_hub
+import lm_eval
+import pytest
+
+import stages.evaluate
+from medsft.core.cli import run_stage
+from medsft.core.config import ConfigError, load_config
+from medsft.core.io import write_jsonl
+from medsft.evaluate import benchmarks as benchmarks_module
+from medsft.evaluate import run as evaluate_module
+from medsft.evaluate.benchmarks import BenchmarkError, Benchmarks, benchmark_record, load_tasks, run_benchmarks
+from medsft.train.trainer import train_variant
+from tests.conftest import ROOT
+
+RECORDS = [
+    {
+        "question": f"第{i}位患者血压升高应如何处理？",
+        "think": "先评估心血管风险，再决定用药。" * 3,
+        "answer": "改善生活方式，必要时用药。",
+    }
+    for i in range(12)
+]
+# tests/test_training.py's 4-step run on the seeded init (no pretrain stage).
+FAST = [
+    "tracking.mode=disabled",
+    "model.pretrain.training=null",
+    "model.max_length=64",
+    "model.training.max_steps=4",
+    "model.training.logging_steps=1",
+    "model.training.eval_steps=2",
+    "model.training.save_steps=2",
+    "model.training.per_device_train_batch_size=2",
+]
+QUICK_EVAL = ["evaluate.num_generations=1", "evaluate.max_new_tokens=2", "evaluate.probes=null"]
+LOCAL_TASK = "medsft_clinical_mc"
+QUESTIONS = len((ROOT / "conf/benchmarks/medsft_clinical_mc.jsonl").read_text(encoding="utf-8").splitlines())
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A repository-like folder holding params.yaml, conf/, the prepared data and v2 trained
+    for 4 steps (v2: its modules_to_save hold the tied embedding and output layer)."""
+    ws = tmp_path_factory.mktemp("ws")
+    shutil.copy(ROOT / "params.yaml", ws / "params.yaml")
+    shutil.copytree(ROOT / "conf", ws / "conf")
+    write_jsonl(ws / "data/prepared/train.jsonl", RECORDS[:10])
+    write_jsonl(ws / "data/prepared/val.jsonl", RECORDS[10:])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        cfg = load_config(FAST, path=ROOT / "params.yaml")
+        train_variant(cfg, "v2", RECORDS[:10], RECORDS[10:], ws / "runs/v2/train")
+    return ws
+
+
+@pytest.fixture
+def in_workspace(workspace, monkeypatch) -> Path:
+    monkeypatch.chdir(workspace)
+    return workspace
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_local_task_end_to_end_through_the_stage(in_workspace, monkeypatch, capfd, caplog):
+    secret = "hf_medsftTestTokenThatMustNotBePrinted"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    before = files_under(in_workspace)
+    argv = ["v2", *QUICK_EVAL, f"evaluate.benchmarks=[{LOCAL_TASK}]"]
+    started = time.perf_counter()
+    assert stages.evaluate.main(argv) == 0
+    first_seconds = time.perf_counter() - started
+    path = in_workspace / "runs/v2/eval/benchmarks.json"
+    record = json.loads(path.read_text(encoding="utf-8"))
+    assert record["lm_eval_version"] == lm_eval.__version__
+    assert list(record) == ["lm_eval_version", "limit", "num_fewshot", "apply_chat_template", "tasks"] + [
+        "versions",
+        "n-samples",
+        "n-shot",
+    ]
+    scores = record["tasks"][LOCAL_TASK]
+    assert list(scores) == ["acc", "acc_norm", "acc_norm_stderr", "acc_stderr"]
+    assert 0 <= scores["acc"] <= 1 and 0 <= scores["acc_norm"] <= 1
+    # Accuracy over 12 questions is a multiple of 1/12.
+    assert scores["acc"] * QUESTIONS == pytest.approx(round(scores["acc"] * QUESTIONS))
+    assert record["n-samples"][LOCAL_TASK] == {"effective": QUESTIONS, "original": QUESTIONS}
+    assert record["versions"][LOCAL_TASK] == 1.0 and record["n-shot"][LOCAL_TASK] == 0
+    assert (record["limit"], record["num_fewshot"], record["apply_chat_template"]) == (None, None, False)
+    text = path.read_text(encoding="utf-8")
+    assert str(in_workspace) not in text and str(Path.home()) not in text
+    # lm-eval wrote nothing but the stage's outputs: no cache, results or samples in the tree.
+    assert {f for f in files_under(in_workspace) - before if not f.startswith("runs/v2/eval/")} == set()
+    # Same run, same bytes.
+    assert stages.evaluate.main(argv) == 0
+    assert path.read_text(encoding="utf-8") == text
+    out, err = capfd.readouterr()
+    assert secret not in out + err + caplog.text + text
+    print(f"evaluate with {LOCAL_TASK}: {first_seconds:.1f} s")
+
+
+def test_no_benchmarks_still_write_the_declared_output(in_workspace):
+    assert stages.evaluate.main(["v2", *QUICK_EVAL]) == 0
+    record = json.loads((in_workspace / "runs/v2/eval/benchmarks.json").read_text(encoding="utf-8"))
+    assert record["tasks"] == {} and record["lm_eval_version"] is None
+
+
+def test_an_unknown_task_fails_in_one_line_before_the_model_loads(in_workspace, monkeypatch, capsys):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the task names were checked")
+
+    monkeypatch.setattr(evaluate_module, "load_adapter", no_model)
+    monkeypatch.delenv("MEDSFT_DEBUG", raising=False)
+    argv = ["v2", *QUICK_EVAL, f"evaluate.benchmarks=[{LOCAL_TASK},cmmlu_clinical_knowlege]"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(lambda: stages.evaluate.main(argv))
+    assert exit_info.value.code == 1
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: evaluate.benchmarks: 'cmmlu_clinical_knowlege' is no lm-eval")
+    assert "did you mean 'cmmlu_clinical_knowledge'" in line
+
+
+def test_hub_data_offline_fails_in_one_line_without_a_traceback(workspace, tmp_path):
+    """The real stage in a process of its own, offline as HF_HUB_OFFLINE / HF_DATASETS_OFFLINE
+    set it (read when huggingface_hub and datasets are imported), with an empty cache."""
+    secret = "hf_medsftTestTokenThatMustNotBePrinted"
+    env = {k: v for k, v in os.environ.items() if k != "MEDSFT_DEBUG"}
+    env |= {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf/datasets"),
+        "HF_TOKEN": secret,
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = [sys.executable, "-m", "stages.evaluate", "v2", "evaluate.benchmarks=[cmmlu_clinical_knowledge]"]
+    done = subprocess.run(argv, cwd=workspace, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and secret not in done.stdout + done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: evaluate.benchmarks: cmmlu_clinical_knowledge: its data cannot be loaded")
+    assert "HF_HUB_OFFLINE" in line
+
+
+def test_an_unreachable_hub_fails_in_one_line_at_once(monkeypatch):
+    """Online but the hub does not answer: one look-up, not datasets' five retries."""
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    started = time.perf_counter()
+    with pytest.raises(BenchmarkError) as err:
+        load_tasks(["cmmlu_clinical_knowledge"], "conf/benchmarks")
+    message = str(err.value)
+    assert message.startswith("evaluate.benchmarks: cmmlu_clinical_knowledge: its data (haonan-li/cmmlu)")
+    assert "http://127.0.0.1:9" in message and "\n" not in message
+    assert time.perf_counter() - started < 60  # the task index takes seconds; the look-up none
+
+
+def test_the_model_goes_to_lm_eval_as_loaded_with_the_think_end_token(monkeypatch):
+    """HFLM gets the loaded model and tokenizer, </think> as a token id (it decodes replies
+    without special tokens before a string split), and the weights are not re-tied."""
+    seen = {}
+
+    class FakeHFLM:
+        def __init__(self, **kwargs):
+            seen["hflm"] = kwargs
+            kwargs["pretrained"].tie_weights()  # as HFLM does; must not reach the model's own
+
+    def fake_evaluate(**kwargs):
+        seen["evaluate"] = kwargs
+        return {"results": {"t": {"acc,none": 0.5}}, "versions": {"t": 1.0}}
+
+    class Model:
+        def tie_weights(self):
+            raise AssertionError("re-tied the adapter's embedding and output copies")
+
+    monkeypatch.setattr(benchmarks_module, "HFLM", FakeHFLM)
+    monkeypatch.setattr(benchmarks_module, "simple_evaluate", fake_evaluate)
+    model, tokenizer = Model(), SimpleNamespace(get_added_vocab=lambda: {"<think>": 151667, "</think>": 151668})
+    tasks = Benchmarks(manager="manager", tasks=["task"])
+    settings = {"limit": 3, "num_fewshot": 2, "apply_chat_template": True}
+    record = run_benchmarks(model, tokenizer, tasks, settings, batch_size=4)
+    assert seen["hflm"] == {"pretrained": model, "tokenizer": tokenizer, "batch_size": 4, "think_end_token": 151668}
+    assert {k: seen["evaluate"][k] for k in ("tasks", "task_manager", *settings, "log_samples")} == {
+        "tasks": ["task"],
+        "task_manager": "manager",
+        **settings,
+        "log_samples": False,
+    }
+    assert record["tasks"] == {"t": {"acc": 0.5}} and "tie_weights" not in vars(model)
+    # No tasks: lm-eval is not run.
+    seen.clear()
+    assert run_benchmarks(model, tokenizer, Benchmarks(), settings, batch_size=4)["tasks"] == {} and not seen
+
+
+def test_benchmark_record_layout():
+    results = {
+        "results": {
+            "b_task": {"alias": "b_task", "acc,none": 0.5, "acc_stderr,none": "N/A", "sample_len": 2},
+            "a_task": {"exact_match,strict-match": 1, "exact_match_stderr,strict-match": 0.0, "alias": " - a"},
+        },
+        "versions": {"b_task": 2.0, "a_task": 1.0},
+        "n-samples": {"b_task": {"original": 10, "effective": 2}, "a_task": {"effective": 3, "original": 3}},
+        "n-shot": {"b_task": 0, "a_task": 5},
+        "date": 1700000000.0,
+        "config": {"model_args": "pretrained=/abs/path"},
+    }
+    record = benchmark_record(results, {"limit": 2, "num_fewshot": None, "apply_chat_template": False})
+    assert record == {
+        "lm_eval_version": lm_eval.__version__,
+        "limit": 2,
+        "num_fewshot": None,
+        "apply_chat_template": False,
+        "tasks": {
+            "a_task": {"exact_match,strict-match": 1.0, "exact_match_stderr,strict-match": 0.0},
+            "b_task": {"acc": 0.5, "acc_stderr": None},
+        },
+        "versions": {"a_task": 1.0, "b_task": 2.0},
+        "n-samples": {"a_task": {"effective": 3, "original": 3}, "b_task": {"effective": 2, "original": 10}},
+        "n-shot": {"a_task": 5, "b_task": 0},
+    }
+    assert list(record["tasks"]) == ["a_task", "b_task"]
+    empty = benchmark_record(None, {"limit": None})
+    assert empty["tasks"] == {} and empty["lm_eval_version"] is None
+
+
+def test_the_config_checks_benchmark_settings():
+    cfg = load_config([f"evaluate.benchmarks=[{LOCAL_TASK}]", "evaluate.lm_eval.limit=0.5"], libraries=False)
+    assert list(cfg.evaluate.benchmarks) == [LOCAL_TASK] and cfg.evaluate.lm_eval.limit == 0.5
+    assert list(load_config(libraries=False).evaluate.benchmarks) == []  # none by default
+    with pytest.raises(ConfigError, match="evaluate.benchmarks: 'a' is listed more than once"):
+        load_config(["evaluate.benchmarks=[a,b,a]"], libraries=False)
+    with pytest.raises(ConfigError, match="evaluate.lm_eval.limit: 0 is not null or a positive number"):
+        load_config(["evaluate.lm_eval.limit=0"], libraries=False)
+    with pytest.raises(ConfigError, match="evaluate.lm_eval.num_fewshot"):
+        load_config(["evaluate.lm_eval.num_fewshot=many"], libraries=False)
