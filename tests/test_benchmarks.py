@@ -22,7 +22,6 @@ import stages.evaluate
 from medsft.core.cli import run_stage
 from medsft.core.config import ConfigError, load_config
 from medsft.core.io import write_jsonl
-from medsft.evaluate import benchmarks as benchmarks_module
 from medsft.evaluate import run as evaluate_module
 from medsft.evaluate.benchmarks import BenchmarkError, Benchmarks, benchmark_record, load_tasks, run_benchmarks
 from medsft.train.trainer import train_variant
@@ -188,8 +187,9 @@ def test_the_model_goes_to_lm_eval_as_loaded_with_the_think_end_token(monkeypatc
         def tie_weights(self):
             raise AssertionError("re-tied the adapter's embedding and output copies")
 
-    monkeypatch.setattr(benchmarks_module, "HFLM", FakeHFLM)
-    monkeypatch.setattr(benchmarks_module, "simple_evaluate", fake_evaluate)
+    # benchmarks imports them where it runs lm-eval: patched where they live.
+    monkeypatch.setattr("lm_eval.models.huggingface.HFLM", FakeHFLM)
+    monkeypatch.setattr("lm_eval.evaluator.simple_evaluate", fake_evaluate)
     model, tokenizer = Model(), SimpleNamespace(get_added_vocab=lambda: {"<think>": 151667, "</think>": 151668})
     tasks = Benchmarks(manager="manager", tasks=["task"])
     settings = {"limit": 3, "num_fewshot": 2, "apply_chat_template": True}

@@ -23,18 +23,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import lm_eval
 from huggingface_hub import HfApi
-from lm_eval.api.group import Group
-from lm_eval.api.task import Task
-from lm_eval.evaluator import simple_evaluate
-from lm_eval.models.huggingface import HFLM
-from lm_eval.tasks import TaskManager
 
 from medsft.core.errors import UserError
+
+if TYPE_CHECKING:
+    from lm_eval.api.group import Group
+    from lm_eval.api.task import Task
+    from lm_eval.tasks import TaskManager
+
+# lm-eval's evaluator, model and task modules (and scikit-learn, scipy, … behind them) take
+# about a second to import: they are imported where a benchmark runs, so an evaluate stage
+# with no benchmarks listed does not pay for them.
 
 log = logging.getLogger(__name__)
 FIELD = "evaluate.benchmarks"
@@ -105,6 +109,9 @@ def run_benchmarks(
     """
     if not benchmarks.tasks:
         return benchmark_record(None, settings)
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
     # An id, not the string: HFLM decodes replies without special tokens before a string split.
     think_end = tokenizer.get_added_vocab().get(THINK_END)
     with _weights_as_loaded(model):
@@ -157,6 +164,8 @@ def benchmark_record(results: Mapping[str, Any] | None, settings: Mapping[str, A
 def _task_manager(include_path: str, include_defaults: bool) -> TaskManager:
     """lm-eval's task index of the folder ``include_path`` (an absolute path) alone (instant),
     or with lm-eval's ~15,000 task YAMLs too (seconds), built once a process."""
+    from lm_eval.tasks import TaskManager
+
     return TaskManager(include_path=include_path, include_defaults=include_defaults)
 
 

@@ -23,7 +23,6 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 
 import jieba
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_chinese import Rouge
 
 from medsft.data.augmentation import Lexicon
@@ -98,7 +97,6 @@ def segment(text: str) -> list[str]:
     return list(_segmenter().cut(text))
 
 
-_METHOD3 = SmoothingFunction().method3
 WORD_ROUGE = {"word_rouge_1": "rouge-1", "word_rouge_2": "rouge-2", "word_rouge_l": "rouge-l"}
 
 
@@ -119,7 +117,12 @@ def bleu_4(candidate: str, reference: str) -> float:
     candidate or reference of whitespace only."""
     if not candidate.strip() or not reference.strip():
         return 0.0
-    return float(sentence_bleu([list(reference)], list(candidate), smoothing_function=_METHOD3)) * 100
+    # nltk imports all of itself (about a second) for this one function: only when scoring.
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    return (
+        float(sentence_bleu([list(reference)], list(candidate), smoothing_function=SmoothingFunction().method3)) * 100
+    )
 
 
 def term_recall(candidate: str, reference: str, lexicon: Lexicon) -> float | None:
