@@ -19,7 +19,9 @@ Throughput is non-padding tokens per second of training: tokens the model reads 
 padding, over the training loop's seconds without evaluation (``metrics.json``'s
 ``train_seconds``; the seed loop runs no evaluation). Then a profile splits one packed step
 into data, forward, loss, backward, optimizer and callbacks (the extras), timed part by part
-with the same model and collator. Compare ratios within one run: machines differ.
+with the same model and collator, and a last table times the output layer and the loss
+computed all at once against in chunks that never hold the full logits. Compare ratios within
+one run: machines differ.
 Default records: ../shared/reference/delicate_medical_r1_val241.jsonl (else the sample data).
 """
 
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from datasets import Dataset
 from omegaconf import OmegaConf
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
@@ -167,6 +170,40 @@ def profile_step(cfg, records: list[dict[str, Any]], steps: int) -> dict[str, fl
     return {k: statistics.median(v) for k, v in parts.items()}
 
 
+def loss_chunking(tokens: int, hidden: int, vocab: int, chunk: int, repeats: int = 3) -> tuple[float, float, float]:
+    """Median seconds of forward + backward of the output layer and the loss over ``tokens``
+    positions: as transformers computes it (all logits at once) and in chunks of ``chunk``
+    positions whose logits are recomputed in the backward pass instead of kept (never more
+    than one chunk of logits alive). Returns (full, chunked, largest loss difference)."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(hidden, vocab, bias=False)
+    states = torch.randn(tokens, hidden)
+    targets = torch.randint(0, vocab, (tokens,))
+
+    def piece(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(head(h).float(), t, reduction="sum")
+
+    def chunked(h: torch.Tensor) -> torch.Tensor:
+        parts = [
+            torch.utils.checkpoint.checkpoint(piece, h[i : i + chunk], targets[i : i + chunk], use_reentrant=False)
+            for i in range(0, tokens, chunk)
+        ]
+        return torch.stack(parts).sum()
+
+    def timed(loss_of) -> tuple[float, float]:
+        seconds = []
+        for _ in range(repeats + 1):
+            h = states.clone().requires_grad_(True)
+            start = time.perf_counter()
+            loss = loss_of(h)
+            loss.backward()
+            seconds.append(time.perf_counter() - start)
+        return statistics.median(seconds[1:]), loss.item()
+
+    (full, full_loss), (parts, parts_loss) = timed(lambda h: piece(h, targets)), timed(chunked)
+    return full, parts, abs(full_loss - parts_loss)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     default = REFERENCE if REFERENCE.exists() else Path("data/raw/medical_qa_sample.jsonl")
@@ -220,6 +257,14 @@ def main() -> None:
         total = sum(p.values())
         cells = " | ".join(f"{p[k]:.3f}" for k in ("data", "forward", "loss", "backward", "optimizer", "callbacks"))
         print(f"| {length} | {cells} | {total:.3f} | {100 * p['callbacks'] / total:.1f}% |")
+    vocab = int(load_config([]).model.config.vocab_size)
+    print("\nOutput layer + loss, forward and backward: all logits at once vs chunks of 1024 positions")
+    print("| positions | all logits (s) | chunked (s) | ratio | loss difference |")
+    print("|---:|---:|---:|---:|---:|")
+    for length in args.lengths:
+        positions = length * args.batch_size
+        full, parts, diff = loss_chunking(positions, 64, vocab, 1024)
+        print(f"| {positions} | {full:.3f} | {parts:.3f} | {full / parts:.2f}x | {diff:.2g} |")
     training = load_config(settings(args.lengths[0], args.batch_size, True)).model.training
     print("\nTrainingArguments fields of the profile:", OmegaConf.to_yaml(training))
 
