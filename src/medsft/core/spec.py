@@ -68,6 +68,9 @@ class RunSpec:
     augment: dict[str, Any]
     # TrainingArguments field -> {"variant": asked, "profile": used}
     profile_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # TrainingArguments field -> {"asked", "used", "why"}: what a machine without CUDA cannot
+    # run as asked (medsft.train.devices); written only when one applied.
+    device_fallbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def base_model_id(self) -> str:
@@ -82,7 +85,10 @@ class RunSpec:
         return float(self.augment["term_masking"]["probability"]) > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not data["device_fallbacks"]:  # a GPU run's spec (and the tiny profile's) as before
+            del data["device_fallbacks"]
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), allow_unicode=True, sort_keys=True, default_flow_style=False)

@@ -156,7 +156,15 @@ def load_adapter(model: dict[str, Any], adapter_dir: str | Path):
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Trainable and total parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trainable and total parameter counts: a tied tensor once, a 4-bit one at its logical
+    size (bitsandbytes packs two 4-bit values per byte, so its ``numel()`` counts bytes), as
+    transformers' ``num_parameters`` and the seed runs' logged counts do."""
+
+    def numel(p: torch.Tensor) -> int:
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        return torch.Size(shape).numel() if shape is not None else p.numel()
+
+    params = list(model.parameters())  # parameters() yields a tied tensor once
+    total = sum(numel(p) for p in params)
+    trainable = sum(numel(p) for p in params if p.requires_grad)
     return {"trainable_params": trainable, "total_params": total}

@@ -42,6 +42,7 @@ from medsft.train.checkpoints import (
     reset_stale_checkpoints,
 )
 from medsft.train.datasets import EpochAugmentedDataset, encode_dataset
+from medsft.train.devices import apply_device_fallbacks
 from medsft.train.packing import PaddedEvalTrainer, flattening_collator, prepare_for_packing
 from medsft.train.tracking import log_last, report_to, swanlab_run, tracking_enabled
 
@@ -152,6 +153,7 @@ def train_run(
     out.mkdir(parents=True, exist_ok=True)
     packing = bool(spec.model.get("packing", False))
     spec = replace(spec, training=trainer_fields(spec.training, out, packing, report_to(tracking)))
+    spec = apply_device_fallbacks(spec)  # paged optimizers, bf16: CUDA-only asks, logged and recorded
     if tracking_enabled(tracking):
         spec.training.setdefault("run_name", spec.variant)  # transformers' SwanLab run name
     args = TrainingArguments(**spec.training)

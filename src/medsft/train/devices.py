@@ -1,0 +1,81 @@
+"""What a run asks for that only a CUDA GPU has, and what it uses on a machine without one.
+
+The variants are the seed's GPU settings (``optim: paged_adamw_8bit``, ``bf16: true``). On a
+machine without CUDA two of them cannot run as asked:
+
+- **paged optimizers** keep their state in CUDA unified memory, paged to the host under memory
+  pressure. The same optimizer without paging runs on CPU: ``paged_adamw_8bit`` ->
+  ``adamw_8bit`` (bitsandbytes' blockwise 8-bit Adam, same update, same state size).
+- **bf16**: ``TrainingArguments(bf16=True)`` refuses a machine with no bf16 GPU unless
+  ``use_cpu=True`` (then autocast runs the forward in bf16 on the CPU).
+
+:func:`apply_device_fallbacks` makes these replacements on a machine without CUDA only, logs one
+line per replaced field naming what was asked and what is used, and records both in the run's
+spec (``device_fallbacks`` in ``run_config.yaml``; ``training`` holds the value used). With
+CUDA nothing changes: the GPU path runs the variant as written.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from medsft.core.spec import RunSpec
+
+log = logging.getLogger(__name__)
+
+# transformers' optimizer names: a paged bitsandbytes optimizer -> the same one unpaged.
+UNPAGED_OPTIMIZERS = {
+    "paged_adamw_8bit": "adamw_8bit",
+    "paged_adamw_32bit": "adamw_torch",
+    "paged_ademamix_8bit": "ademamix_8bit",
+    "paged_ademamix_32bit": "ademamix",
+    "paged_lion_8bit": "lion_8bit",
+    "paged_lion_32bit": "lion_32bit",
+}
+
+
+def device_fallbacks(training: dict[str, Any], cuda: bool | None = None) -> dict[str, dict[str, Any]]:
+    """The TrainingArguments fields of ``training`` that this machine cannot run as asked:
+    field -> ``{"asked", "used", "why"}``. Empty with CUDA (``cuda=None``: ask torch)."""
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    optim = training.get("optim")
+    if optim in UNPAGED_OPTIMIZERS:
+        out["optim"] = {
+            "asked": optim,
+            "used": UNPAGED_OPTIMIZERS[optim],
+            "why": "paged optimizers keep their state in CUDA unified memory; no CUDA here",
+        }
+    if training.get("bf16") and not training.get("use_cpu"):
+        out["use_cpu"] = {
+            "asked": training.get("use_cpu", False),
+            "used": True,
+            "why": "bf16 without a bf16 GPU needs use_cpu=True (bf16 autocast on the CPU)",
+        }
+    return out
+
+
+def apply_device_fallbacks(spec: RunSpec, cuda: bool | None = None) -> RunSpec:
+    """``spec`` with :func:`device_fallbacks` applied to its training fields and recorded in
+    its ``device_fallbacks``, each one logged."""
+    fallbacks = device_fallbacks(spec.training, cuda)
+    for key, change in fallbacks.items():
+        log.warning(
+            "%s: %s %r asked, %r used on this machine: %s",
+            spec.variant,
+            key,
+            change["asked"],
+            change["used"],
+            change["why"],
+        )
+    if not fallbacks:
+        return spec
+    training = {**spec.training, **{k: v["used"] for k, v in fallbacks.items()}}
+    return replace(spec, training=dict(sorted(training.items())), device_fallbacks=fallbacks)
