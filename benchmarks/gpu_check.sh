@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The qwen3-1.7b path on a CUDA GPU, from a fresh clone, in under 8 minutes (install included).
+# Not yet run on a GPU: written and checked (bash -n, shellcheck) on a machine without one.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: benchmarks/gpu_check.sh [options]
+
+Installs the pinned stack with the CUDA build of torch 2.13.0, writes a random model of the
+exact Qwen3-1.7B architecture (or uses --model), trains N optimizer steps of v2 as the seed
+ran it (QLoRA NF4 + double quantization, LoRA r=64 on the seven projections,
+modules_to_save embed_tokens/lm_head, bf16, gradient checkpointing, paged_adamw_8bit,
+batch 4 x accumulation 4) and prints non-padding tokens/s and peak CUDA memory beside the
+memory model's prediction (benchmarks/memory_estimate.py).
+
+options:
+  --model DIR       a Qwen3-1.7B directory (e.g. a snapshot of Qwen/Qwen3-1.7B); default:
+                    a random one written by benchmarks/make_random_model.py under --work
+  --steps N         optimizer steps (default 10)
+  --variant NAME    default v2
+  --max-length N    default 2048
+  --data FILE       QA records (JSONL); default: ../shared/reference records, else the sample
+  --liger           TrainingArguments.use_liger_kernel (installs the `liger` extra): fused
+                    Triton kernels, the output layer + cross-entropy without the logits
+  --packing         model.packing=true: padding-free batches (medsft.train.packing). Use it
+                    with --attn flash_attention_2 (installs flash-attn, a long build where no
+                    wheel fits): flash attention's varlen kernel reads the example boundaries
+                    from position_ids, whereas sdpa gets a materialised block-diagonal mask
+                    of the packed row (memory quadratic in the row's length)
+  --attn IMPL       attn_implementation of the base (default sdpa; flash_attention_2, or a
+                    hub kernel such as kernels-community/flash-attn2 with the `kernels` package)
+  --cuda TAG        PyTorch wheel index tag (cu126, cu128, cu130); default: from the driver
+  --venv DIR        virtual environment to create or reuse (default .venv-gpu)
+  --no-install      use the active Python as it is
+  --work DIR        where the random model and the run go (default gpu-check/)
+  -h, --help        this text
+EOF
+}
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+STEPS=10
+VARIANT=v2
+MAX_LENGTH=2048
+MODEL=""
+DATA=""
+LIGER=0
+PACKING=0
+ATTN=sdpa
+CUDA_TAG=""
+VENV=.venv-gpu
+INSTALL=1
+WORK=gpu-check  # ignored by git
+TORCH_VERSION=2.13.0
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --model) MODEL=${2:?--model needs a directory}; shift 2 ;;
+        --steps) STEPS=${2:?--steps needs a number}; shift 2 ;;
+        --variant) VARIANT=${2:?--variant needs a name}; shift 2 ;;
+        --max-length) MAX_LENGTH=${2:?--max-length needs a number}; shift 2 ;;
+        --data) DATA=${2:?--data needs a file}; shift 2 ;;
+        --liger) LIGER=1; shift ;;
+        --packing) PACKING=1; shift ;;
+        --attn) ATTN=${2:?--attn needs an implementation}; shift 2 ;;
+        --cuda) CUDA_TAG=${2:?--cuda needs a tag such as cu128}; shift 2 ;;
+        --venv) VENV=${2:?--venv needs a directory}; shift 2 ;;
+        --no-install) INSTALL=0; shift ;;
+        --work) WORK=${2:?--work needs a directory}; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown option: $1" ;;
+    esac
+done
+case "$STEPS" in '' | *[!0-9]*) die "--steps: not a number: $STEPS" ;; esac
+[ -z "$MODEL" ] || [ -f "$MODEL/config.json" ] || die "--model $MODEL: no config.json there"
+[ -z "$DATA" ] || [ -f "$DATA" ] || die "--data $DATA: no such file"
+
+cd "$(dirname "$0")/.."
+SECONDS=0
+phase() { printf '\n== %s (%d s so far)\n' "$*" "$SECONDS"; }
+
+command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this check needs a CUDA GPU (see README for the CPU path)"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+if [ -z "$CUDA_TAG" ]; then
+    # The highest CUDA runtime the driver supports ("CUDA Version: 12.8" in nvidia-smi's header).
+    DRIVER_CUDA=$(nvidia-smi | sed -n 's/.*CUDA Version: *\([0-9]*\)\.\([0-9]*\).*/\1\2/p' | head -n 1)
+    [ -n "$DRIVER_CUDA" ] || die "could not read the driver's CUDA version from nvidia-smi; pass --cuda cu128"
+    if [ "$DRIVER_CUDA" -ge 130 ]; then
+        CUDA_TAG=cu130
+    elif [ "$DRIVER_CUDA" -ge 128 ]; then
+        CUDA_TAG=cu128
+    else
+        CUDA_TAG=cu126
+    fi
+fi
+
+if [ "$INSTALL" = 1 ]; then
+    phase "install: torch $TORCH_VERSION ($CUDA_TAG) and requirements.txt into $VENV"
+    [ -d "$VENV" ] || python3 -m venv "$VENV"
+    # shellcheck disable=SC1091  # created just above
+    . "$VENV/bin/activate"
+    python -m pip install -q --upgrade pip
+    # The CUDA build first: requirements.txt's torch==2.13.0 is then already satisfied by it.
+    python -m pip install -q "torch==$TORCH_VERSION" --index-url "https://download.pytorch.org/whl/$CUDA_TAG"
+    python -m pip install -q -r requirements.txt
+    python -m pip install -q --no-deps -e .
+    if [ "$LIGER" = 1 ]; then
+        python -m pip install -q -e '.[liger]'
+    fi
+    if [ "$ATTN" = flash_attention_2 ]; then
+        python -m pip install -q flash-attn --no-build-isolation
+    fi
+fi
+python - <<'EOF'
+import torch
+
+assert torch.cuda.is_available(), "torch sees no CUDA device (a CPU build of torch, or a driver too old for it)"
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name()}")
+EOF
+
+if [ -z "$MODEL" ]; then
+    MODEL="$WORK/qwen3-1.7b-random"
+    if [ -f "$MODEL/medsft_random_model.json" ]; then
+        phase "reusing the random Qwen3-1.7B in $MODEL"
+    else
+        phase "writing a random Qwen3-1.7B to $MODEL"
+        python benchmarks/make_random_model.py --profile qwen3-1.7b "$MODEL"
+    fi
+fi
+
+phase "training $VARIANT for $STEPS steps"
+ARGS=(--model "$MODEL" --variant "$VARIANT" --steps "$STEPS" --max-length "$MAX_LENGTH" --attn "$ATTN" --out "$WORK/run")
+[ -z "$DATA" ] || ARGS+=(--data "$DATA")
+[ "$LIGER" = 0 ] || ARGS+=(--liger)
+[ "$PACKING" = 0 ] || ARGS+=(--packing)
+python benchmarks/gpu_check.py "${ARGS[@]}"
+phase "done"
