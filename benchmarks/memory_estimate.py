@@ -257,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'term (GB)':<{width}}  " + "  ".join(f"{v:>8}" for v in args.variants))
     for term in next(iter(results.values())):
         print(f"{term:<{width}}  " + "  ".join(f"{results[v][term] / GB:8.2f}" for v in args.variants))
+    if "v2" in results:
+        tied = estimate(arch, {**loras["v2"], "ensure_weight_tying": True}, args.batch, args.length, optims["v2"])
+        saved = results["v2"]["peak"] - tied["peak"]
+        print(f"v2 with ensure_weight_tying (one trained copy): {tied['peak'] / GB:.2f} GB ({saved / GB:.2f} GB less)")
     seed = seed_report_peak()
     if seed is not None and "v2" in results:
         print(f"\nseed report, v2 peak: {seed:.1f} GB (batch 4, max_length 2048, a 16 GB GPU)")

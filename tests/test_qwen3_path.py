@@ -157,6 +157,9 @@ def test_fallbacks_apply_only_without_cuda():
         "use_cpu": True,
     }
     assert device_fallbacks({"optim": "adamw_torch", "bf16": False}, cuda=False) == {}
+    fp16 = device_fallbacks({"optim": "adamw_torch", "fp16": True, "bf16": False}, cuda=False)
+    assert {k: v["used"] for k, v in fp16.items()} == {"fp16": False, "bf16": True, "use_cpu": True}
+    assert device_fallbacks({"fp16": True}, cuda=True) == {}
     spec = load_config(NO_PRETRAIN, path=ROOT / "params.yaml")
     from medsft.core.spec import resolve_spec
 
