@@ -130,6 +130,9 @@ def test_a_forced_rerun_writes_the_same_bytes(repo):
     assert "up to date" in run(["dvc", "status"], repo)
 
 
+# Slow: an experiment run on top of the baseline (about 90 s), kept out of the default run's
+# 12-minute budget; `pytest -m slow` and .ci/run run it.
+@pytest.mark.slow
 def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
     baseline(repo)
     out = run(["dvc", "exp", "run", "-S", "variants.v2.lora.lora_dropout=0.3"], repo)
