@@ -73,6 +73,8 @@ def test_rerunning_a_finished_sweep_trains_nothing(finished):
     assert "trainable of" not in output
 
 
+# Slow (a sweep of its own, about 50 s): kept out of the default run's 12-minute budget.
+@pytest.mark.slow
 def test_a_failing_point_is_recorded_and_the_others_complete(tmp_path):
     proc = sweep(tmp_path, "variant.lora.lora_dropout=0.1,1.5", "variant.training.lr_scheduler_type=cosine")
     assert proc.returncode != 0 and "1 sweep point(s) failed" in proc.stdout + proc.stderr
