@@ -319,3 +319,13 @@ def test_memory_terms_follow_their_formulas():
     assert mem.estimate(arch, v2, 1, tokens)["peak"] < 14.2e9 <= mem.estimate(arch, v2, 1, tokens + 1)["peak"]
     with pytest.raises(ValueError, match="lora.target_modules"):
         mem.lora_params(arch, {**v1, "target_modules": ["qkv"]})
+
+
+def test_the_offline_chat_template_refuses_tool_calls():
+    """The offline template covers Qwen3's conversation layout only: tools are an error, not
+    a silently different prompt."""
+    tok = build_offline_qwen3_tokenizer()
+    conversation = [{"role": "user", "content": "血压多少算高？"}]
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    with pytest.raises(Exception, match="no tool calls"):
+        tok.apply_chat_template(conversation, tools=tools, tokenize=False)

@@ -4,8 +4,9 @@ Qwen3 shares Qwen's byte-level BPE ranks, which the ``dashscope`` package ships 
 ``resources/qwen.tiktoken``. Converting those ranks with Qwen2's pre-tokenizer split and
 adding Qwen3's special tokens at their ids gives the same ids as the hub tokenizer, so token
 statistics, truncation and label masks are real on a laptop with no download. It carries
-Qwen3's chat template (``qwen3_chat_template.jinja``), so ``apply_chat_template`` (with
-``enable_thinking``) renders conversations as the hub tokenizer does.
+a chat template of Qwen3's layout written for it (``qwen3_chat_template.jinja``), so
+``apply_chat_template`` (with ``enable_thinking``) renders conversations as the hub tokenizer
+does; tool calls are refused.
 
 The conversion takes about 5 s, paid by every stage process, so its result is cached as a
 ``tokenizer.json`` under ``$MEDSFT_CACHE`` (default ``~/.cache/medsft``), keyed by a hash of
@@ -95,8 +96,8 @@ PINNED_IDS = {
     "<think>": 151667,
     "</think>": 151668,
 }
-# Qwen3's chat template, as Qwen/Qwen3-1.7B's tokenizer_config.json ships it (Apache-2.0): the
-# file ends without a newline there, which would otherwise end every rendered conversation.
+# Qwen3's chat layout, written here (tools left out): it renders system, user and assistant
+# turns and the generation prompt as the hub tokenizer's template does.
 QWEN3_CHAT_TEMPLATE = (Path(__file__).with_name("qwen3_chat_template.jinja")).read_text(encoding="utf-8")
 QWEN3_CHAT_TEMPLATE = QWEN3_CHAT_TEMPLATE.removesuffix("\n")
 WRAPPER_FIELDS = {
