@@ -26,26 +26,8 @@ from medsft.evaluate import run as evaluate_module
 from medsft.evaluate.benchmarks import BenchmarkError, Benchmarks, benchmark_record, load_tasks, run_benchmarks
 from medsft.train.trainer import train_variant
 from tests.conftest import ROOT
+from tests.test_training import FAST, RECORDS
 
-RECORDS = [
-    {
-        "question": f"第{i}位患者血压升高应如何处理？",
-        "think": "先评估心血管风险，再决定用药。" * 3,
-        "answer": "改善生活方式，必要时用药。",
-    }
-    for i in range(12)
-]
-# tests/test_training.py's 4-step run on the seeded init (no pretrain stage).
-FAST = [
-    "tracking.mode=disabled",
-    "model.pretrain.training=null",
-    "model.max_length=64",
-    "model.training.max_steps=4",
-    "model.training.logging_steps=1",
-    "model.training.eval_steps=2",
-    "model.training.save_steps=2",
-    "model.training.per_device_train_batch_size=2",
-]
 QUICK_EVAL = ["evaluate.num_generations=1", "evaluate.max_new_tokens=2", "evaluate.probes=null"]
 LOCAL_TASK = "medsft_clinical_mc"
 QUESTIONS = len((ROOT / "conf/benchmarks/medsft_clinical_mc.jsonl").read_text(encoding="utf-8").splitlines())
