@@ -1,7 +1,7 @@
 """N optimizer steps of a variant on the qwen3-1.7b profile; prints throughput and peak memory.
 
     python benchmarks/gpu_check.py --model DIR [--variant v2] [--steps 10] [--max-length 2048]
-        [--data FILE] [--liger] [--packing] [--attn IMPL] [--out DIR]
+        [--data FILE] [--liger] [--loss-chunk-size N] [--packing] [--attn IMPL] [--out DIR]
 
 The driver of ``benchmarks/gpu_check.sh`` (which installs, writes the random model and calls
 this); it runs on CPU too, slowly. The variant trains as written (batch 4 x accumulation 4,
@@ -14,6 +14,9 @@ prediction for the longest batch the data can form.
 - ``--liger``: ``TrainingArguments.use_liger_kernel`` (``pip install -e '.[liger]'``): Liger's
   Triton kernels, among them a fused output layer + cross-entropy that never holds the
   logits (the memory model's largest term at length 2048).
+- ``--loss-chunk-size N|null``: ``model.loss_chunk_size`` (the profile's 256 by default): the
+  same fusion in plain torch (``medsft.train.loss``), N positions at a time, checked on CPU
+  against transformers' loss; ``null`` computes transformers' loss over the full logits.
 - ``--packing``: ``model.packing=true``, padding-free batches (``medsft.train.packing``). On a
   GPU, ``--attn flash_attention_2`` (needs ``flash-attn``) is what keeps them cheap: its varlen
   kernel reads the example boundaries from ``position_ids``; with ``sdpa`` transformers builds a
@@ -67,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="QA records (JSONL); default: the reference records, else the sample")
     parser.add_argument("--val", type=int, default=8, help="records held out for the final evaluation")
     parser.add_argument("--liger", action="store_true", help="use_liger_kernel=true")
+    parser.add_argument(
+        "--loss-chunk-size",
+        help="model.loss_chunk_size: positions per chunk of the fused loss, or null (default: the profile's; "
+        "null with --liger)",
+    )
     parser.add_argument("--packing", action="store_true", help="model.packing=true (padding-free batches)")
     parser.add_argument("--attn", default="sdpa", help="attn_implementation of the base model")
     parser.add_argument("--out", type=Path, default=Path("gpu-check"), help="where the run's files go")
@@ -87,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         f"model.training.save_steps={args.steps}",
         f"model.packing={str(args.packing).lower()}",
     ]
+    if args.loss_chunk_size is not None or args.liger:
+        # Liger's kernel fuses the loss inside the model's forward, which the chunked loss bypasses.
+        overrides.append(f"model.loss_chunk_size={args.loss_chunk_size or 'null'}")
     if args.liger:
         overrides.append("model.training.use_liger_kernel=true")
     cfg = load_config(overrides, path=ROOT / "params.yaml")
@@ -107,13 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     batch = int(spec.training["per_device_train_batch_size"])
     mem = load_memory_estimate()
     arch = mem.Architecture.from_config(profile_architecture("qwen3-1.7b"))
-    predicted = mem.estimate(arch, spec.lora, batch, longest, spec.training.get("optim", "paged_adamw_8bit"))
+    optim = spec.training.get("optim", "paged_adamw_8bit")
+    predicted = mem.estimate(arch, spec.lora, batch, longest, optim, loss_chunk_size=cfg.model.loss_chunk_size)
     # Liger's fused output layer + loss never holds the logits: the layer working set remains.
-    fused = predicted["peak"] - max(predicted["layer working set"], predicted["logits and loss"])
-    fused += predicted["layer working set"]
+    full = mem.estimate(arch, spec.lora, batch, longest, optim)
+    fused = full["peak"] - max(full["layer working set"], full["logits and loss"]) + full["layer working set"]
 
     print(f"\n{args.variant} on {args.model}: {metrics['steps']} steps in {wall:.0f} s ({metrics['hardware']})")
-    print(f"  liger {args.liger}, packing {args.packing}, attention {args.attn}, max_length {args.max_length}")
+    print(
+        f"  liger {args.liger}, loss_chunk_size {cfg.model.loss_chunk_size}, packing {args.packing}, "
+        f"attention {args.attn}, max_length {args.max_length}"
+    )
     print(f"  non-padding tokens/s of training: {metrics['tokens_per_second']:,.0f}")
     if "peak_cuda_allocated_bytes" in metrics:
         print(f"  peak CUDA memory allocated: {metrics['peak_cuda_allocated_bytes'] / 1e9:.2f} GB")
@@ -121,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"  peak RSS (no CUDA): {metrics['peak_cpu_rss_bytes'] / 1e9:.2f} GB")
     print(
-        f"  memory model at batch {batch} x {longest} (the longest example): {predicted['peak'] / 1e9:.2f} GB; "
-        f"without the logits term (Liger's fused loss): {fused / 1e9:.2f} GB"
+        f"  memory model at batch {batch} x {longest} (the longest example), this run's loss: "
+        f"{predicted['peak'] / 1e9:.2f} GB; all logits: {full['peak'] / 1e9:.2f} GB; "
+        f"without the logits term (Liger): {fused / 1e9:.2f} GB"
     )
     print(f"  final train loss {metrics['final_train_loss']:.4f}, eval loss {metrics['final_eval_loss']:.4f}")
     return 0

@@ -23,6 +23,10 @@ options:
   --data FILE       QA records (JSONL); default: ../shared/reference records, else the sample
   --liger           TrainingArguments.use_liger_kernel (installs the `liger` extra): fused
                     Triton kernels, the output layer + cross-entropy without the logits
+  --loss-chunk-size N|null
+                    model.loss_chunk_size (the profile's 256 by default): the output layer
+                    + loss fused in plain torch, N positions at a time (medsft.train.loss);
+                    null: transformers' loss over the full logits (pair with --liger)
   --packing         model.packing=true: padding-free batches (medsft.train.packing). Use it
                     with --attn flash_attention_2 (installs flash-attn, a long build where no
                     wheel fits): flash attention's varlen kernel reads the example boundaries
@@ -50,6 +54,7 @@ MODEL=""
 DATA=""
 LIGER=0
 PACKING=0
+LOSS_CHUNK=""
 ATTN=sdpa
 CUDA_TAG=""
 VENV=.venv-gpu
@@ -66,6 +71,7 @@ while [ $# -gt 0 ]; do
         --data) DATA=${2:?--data needs a file}; shift 2 ;;
         --liger) LIGER=1; shift ;;
         --packing) PACKING=1; shift ;;
+        --loss-chunk-size) LOSS_CHUNK=${2:?--loss-chunk-size needs a number}; shift 2 ;;
         --attn) ATTN=${2:?--attn needs an implementation}; shift 2 ;;
         --cuda) CUDA_TAG=${2:?--cuda needs a tag such as cu128}; shift 2 ;;
         --venv) VENV=${2:?--venv needs a directory}; shift 2 ;;
@@ -76,6 +82,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 case "$STEPS" in '' | *[!0-9]*) die "--steps: not a number: $STEPS" ;; esac
+case "$LOSS_CHUNK" in null) ;; *[!0-9]*) die "--loss-chunk-size: not a number or null: $LOSS_CHUNK" ;; esac
 [ -z "$MODEL" ] || [ -f "$MODEL/config.json" ] || die "--model $MODEL: no config.json there"
 [ -z "$DATA" ] || [ -f "$DATA" ] || die "--data $DATA: no such file"
 
@@ -138,5 +145,6 @@ ARGS=(--model "$MODEL" --variant "$VARIANT" --steps "$STEPS" --max-length "$MAX_
 [ -z "$DATA" ] || ARGS+=(--data "$DATA")
 [ "$LIGER" = 0 ] || ARGS+=(--liger)
 [ "$PACKING" = 0 ] || ARGS+=(--packing)
+[ -z "$LOSS_CHUNK" ] || ARGS+=(--loss-chunk-size "$LOSS_CHUNK")
 python benchmarks/gpu_check.py "${ARGS[@]}"
 phase "done"

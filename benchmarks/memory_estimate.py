@@ -43,7 +43,12 @@ Bytes per element: fp32 4, bf16 2. The terms (bytes):
   the saved log-softmax and the fp32 gradients take their place. 10 T V: measured 10.1 bytes a
   logit on CPU at T = 2048 with this transformers' loss under bf16 autocast (peak RSS above a
   baseline, fp32 output weight, frozen). At the seed's 4 x 2048 this term is 12.4 GB: it is the
-  one Liger's fused linear cross-entropy removes (``benchmarks/gpu_check.sh --liger``).
+  one a fused output layer + loss removes (Liger's, ``benchmarks/gpu_check.sh --liger``, or the
+  profile's ``model.loss_chunk_size``, ``medsft.train.loss``).
+  With ``model.loss_chunk_size`` = c: one chunk's logits, c V values of 2 (bf16 from the
+  layer) + 4 (fp32 softmax) + 2 (bf16 gradient) bytes, the fp32 gradient of the hidden states
+  kept from the forward pass (4 T H) and, when the output layer is trained (v2's copy), the
+  fp32 gradient of its weight, 4 V H, held until backward.
 
 Peak = static (weights, gradients, optimizer state) + checkpoints + max(working set, logits):
 the logits peak comes first in backward, then the layers are recomputed one at a time.
@@ -145,6 +150,9 @@ def saved_copies(arch: Architecture, lora: dict[str, Any]) -> int:
     return copies * arch.vocab * arch.hidden
 
 
+CHUNK_LOGIT_BYTES = 2 + 4 + 2  # bf16 logits, their fp32 softmax, its bf16 copy for the products
+
+
 def estimate(
     arch: Architecture,
     lora: dict[str, Any],
@@ -153,8 +161,10 @@ def estimate(
     optim: str = "paged_adamw_8bit",
     double_quant: bool = True,
     checkpointing: bool = True,
+    loss_chunk_size: int | None = None,
 ) -> dict[str, float]:
-    """Bytes of each term at the peak (see the module docstring), and ``peak``."""
+    """Bytes of each term at the peak (see the module docstring), and ``peak``;
+    ``loss_chunk_size``: the profile's ``model.loss_chunk_size`` (None: all logits at once)."""
     if optim not in OPTIMIZER_STATE_BYTES:
         raise ValueError(f"optim {optim!r}: no state size known (one of {sorted(OPTIMIZER_STATE_BYTES)})")
     state = OPTIMIZER_STATE_BYTES[optim]
@@ -177,6 +187,10 @@ def estimate(
         "layer working set": layer if checkpointing else layer * arch.layers,
         "logits and loss": LOGIT_BYTES * tokens * arch.vocab,
     }
+    if loss_chunk_size is not None:
+        trained_head = FP32 * arch.vocab * arch.hidden if "lm_head" in (lora.get("modules_to_save") or []) else 0
+        chunk = min(loss_chunk_size, tokens) * arch.vocab * CHUNK_LOGIT_BYTES
+        terms["logits and loss"] = chunk + FP32 * tokens * arch.hidden + trained_head
     transient = max(terms["layer working set"], terms["logits and loss"])
     if not checkpointing:  # every layer's activations are held when the loss peaks
         transient = terms["layer working set"] + terms["logits and loss"]
@@ -224,6 +238,7 @@ def cpu_run(path: Path) -> dict[str, Any]:
         "optim": spec["training"]["optim"],
         "variant": spec["variant"],
         "lora": spec["lora"],
+        "loss_chunk_size": spec["model"].get("loss_chunk_size"),
     }
 
 
@@ -247,26 +262,47 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     arch = Architecture.from_config(profile_architecture(args.profile))
-    cfg = load_config(["tracking.mode=disabled"], path=args.params, libraries=False)
+    cfg = load_config(["tracking.mode=disabled", f"model={args.profile}"], path=args.params, libraries=False)
     loras = {v: OmegaConf.to_container(cfg.variants[v].lora, resolve=True) for v in args.variants}
     optims = {v: cfg.variants[v].training.get("optim", "paged_adamw_8bit") for v in args.variants}
-    results = {v: estimate(arch, loras[v], args.batch, args.length, optims[v]) for v in args.variants}
+    chunk = cfg.model.loss_chunk_size
+    results = {
+        v: estimate(arch, loras[v], args.batch, args.length, optims[v], loss_chunk_size=chunk) for v in args.variants
+    }
 
-    print(f"{args.profile}, batch {args.batch} x length {args.length}, QLoRA (NF4, double quant), checkpointing")
+    print(
+        f"{args.profile}, batch {args.batch} x length {args.length}, QLoRA (NF4, double quant), checkpointing, "
+        f"model.loss_chunk_size {chunk}"
+    )
     width = max(len(k) for k in next(iter(results.values())))
     print(f"{'term (GB)':<{width}}  " + "  ".join(f"{v:>8}" for v in args.variants))
     for term in next(iter(results.values())):
         print(f"{term:<{width}}  " + "  ".join(f"{results[v][term] / GB:8.2f}" for v in args.variants))
+    if chunk is not None:
+        full = {v: estimate(arch, loras[v], args.batch, args.length, optims[v])["peak"] for v in args.variants}
+        print(
+            "with all logits at once (model.loss_chunk_size=null): "
+            + ", ".join(f"{v} {b / GB:.2f} GB" for v, b in full.items())
+        )
     if "v2" in results:
-        tied = estimate(arch, {**loras["v2"], "ensure_weight_tying": True}, args.batch, args.length, optims["v2"])
+        tied = estimate(
+            arch,
+            {**loras["v2"], "ensure_weight_tying": True},
+            args.batch,
+            args.length,
+            optims["v2"],
+            loss_chunk_size=chunk,
+        )
         saved = results["v2"]["peak"] - tied["peak"]
         print(f"v2 with ensure_weight_tying (one trained copy): {tied['peak'] / GB:.2f} GB ({saved / GB:.2f} GB less)")
     seed = seed_report_peak()
     if seed is not None and "v2" in results:
         print(f"\nseed report, v2 peak: {seed:.1f} GB (batch 4, max_length 2048, a 16 GB GPU)")
         tokens = tokens_for_peak(arch, loras["v2"], seed * GB, optim=optims["v2"])
+        seed_loop_peak = estimate(arch, loras["v2"], args.batch, args.length, optims["v2"])["peak"]
         print(
-            f"v2 predicted {results['v2']['peak'] / GB:.1f} GB here; the model reaches {seed:.1f} GB at "
+            f"v2 predicted {seed_loop_peak / GB:.1f} GB here with all logits, as the seed's loop held them; "
+            f"the model reaches {seed:.1f} GB at "
             f"{tokens:,} tokens per batch (batch 4 x length {tokens // 4:,})"
         )
 
@@ -274,8 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         run = cpu_run(args.cpu_run) if args.cpu_run else {
             "rss": args.cpu_rss, "batch": args.cpu_batch, "length": args.cpu_length,
             "optim": "adamw_8bit", "variant": args.cpu_variant, "lora": loras[args.cpu_variant],
+            "loss_chunk_size": chunk,
         }  # fmt: skip
-        predicted = estimate(arch, run["lora"], run["batch"], run["length"], run["optim"])["peak"]
+        predicted = estimate(
+            arch, run["lora"], run["batch"], run["length"], run["optim"], loss_chunk_size=run["loss_chunk_size"]
+        )["peak"]
         print(
             f"\nCPU run ({run['variant']}, batch {run['batch']} x length {run['length']}, {run['optim']}): "
             f"predicted {predicted / GB:.2f} GB of tensors, measured peak RSS {run['rss'] / GB:.2f} GB "

@@ -2,26 +2,29 @@
 
     python benchmarks/train_throughput.py [RECORDS.jsonl] [--records 40] [--lengths 512 1024 2048]
 
-Three ways to train the same LoRA (variant v1: r=64 on all seven projections) on the same
+Four ways to train the same LoRA (variant v1: r=64 on all seven projections) on the same
 tiny Qwen3 (the seeded init, the real 152k-token vocabulary), batch size and records, one
-epoch each, so all three see exactly the same examples and tokens:
+epoch each, so all of them see exactly the same examples and tokens:
 
 - seed loop: what the seed's code did, written here: each example tokenized on its own
   (``Dataset.map``), random batches padded to their longest example, a plain ``Trainer``
-  with no callbacks;
-- grouped: the train stage (``train_variant``) with ``model.packing=false``: batches of
-  similar length (``train_sampling_strategy=group_by_length``), the per-step extras
-  (gradient norms by group, history.csv rewritten at every log);
-- packed: the train stage with ``model.packing=true``: each batch's examples in one row, no
-  padding.
+  with no callbacks, transformers' loss over the full logits;
+- grouped: the train stage (``train_variant``) with ``model.packing=false`` and
+  ``model.loss_chunk_size=null``: batches of similar length
+  (``train_sampling_strategy=group_by_length``), the per-step extras (gradient norms by
+  group, history.csv rewritten at every log);
+- packed: the same with ``model.packing=true``: each batch's examples in one row, no padding;
+- packed + chunked loss: and ``model.loss_chunk_size`` (``--chunk``): the output layer and
+  the loss fused, a chunk of positions at a time (``medsft.train.loss``).
 
 Throughput is non-padding tokens per second of training: tokens the model reads that are not
 padding, over the training loop's seconds without evaluation (``metrics.json``'s
 ``train_seconds``; the seed loop runs no evaluation). Then a profile splits one packed step
-into data, forward, loss, backward, optimizer and callbacks (the extras), timed part by part
-with the same model and collator, and a last table times the output layer and the loss
-computed all at once against in chunks that never hold the full logits. Compare ratios within
-one run: machines differ.
+into data, forward (the decoder), output layer + loss (forward and, for the fused loss, its
+gradients), backward, optimizer and callbacks (the extras), timed part by part with the same
+model and collator, with and without the chunked loss; a last table times the output layer
+and the loss, forward and backward, all logits at once against several chunk sizes. Compare
+ratios within one run: machines differ.
 Default records: ../shared/reference/delicate_medical_r1_val241.jsonl (else the sample data).
 """
 
@@ -36,10 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.utils.checkpoint
 from datasets import Dataset
 from omegaconf import OmegaConf
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers.loss.loss_utils import ForCausalLMLoss
 
 from medsft.core.config import load_config
 from medsft.core.history import write_history_csv
@@ -50,14 +53,16 @@ from medsft.data.records import read_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import add_lora, load_base_model
 from medsft.train.callbacks import GradGroupNormCallback
+from medsft.train.loss import linear_cross_entropy, output_weight
 from medsft.train.packing import flattening_collator, prepare_for_packing
 from medsft.train.trainer import train_variant
 
 log = logging.getLogger("train_throughput")
+PROFILE_PARTS = ("data", "forward", "output layer + loss", "backward", "optimizer", "callbacks")
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/delicate_medical_r1_val241.jsonl"
 
 
-def settings(max_length: int, batch_size: int, packing: bool) -> list[str]:
+def settings(max_length: int, batch_size: int, packing: bool, chunk: int | None = None) -> list[str]:
     """Overrides shared by every loop: the seeded init, one epoch, no tracking, no mid-run
     evaluation or checkpoint."""
     return [
@@ -65,6 +70,7 @@ def settings(max_length: int, batch_size: int, packing: bool) -> list[str]:
         "model.pretrain.training=null",
         f"model.max_length={max_length}",
         f"model.packing={packing}",
+        f"model.loss_chunk_size={'null' if chunk is None else chunk}",
         "model.training.max_steps=-1",
         "model.training.num_train_epochs=1",
         f"model.training.per_device_train_batch_size={batch_size}",
@@ -124,8 +130,10 @@ def stage_loop(cfg, records: list[dict[str, Any]], val: list[dict[str, Any]], ou
 
 
 def profile_step(cfg, records: list[dict[str, Any]], steps: int) -> dict[str, float]:
-    """Median seconds of each part of a packed training step, over ``steps`` batches."""
+    """Median seconds of each part of a packed training step, over ``steps`` batches, with
+    the loss ``cfg``'s ``model.loss_chunk_size`` selects."""
     spec = resolve_spec(cfg, "v1")
+    chunk = spec.model.get("loss_chunk_size")
     tok = load_tokenizer(None)
     fmt = spec.format
     rows = encode_records(records, tok, fmt["system_prompt"], fmt["target_style"], spec.max_length).rows()
@@ -133,11 +141,13 @@ def profile_step(cfg, records: list[dict[str, Any]], steps: int) -> dict[str, fl
     model = add_lora(load_base_model(spec.model), spec.lora, False)
     prepare_for_packing(model)
     model.train()
+    lm = model.get_base_model()
+    decoder, head = lm.get_decoder(), lm.get_output_embeddings()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     collate = flattening_collator()
     grad_norms = GradGroupNormCallback()
     batch_size = spec.training["per_device_train_batch_size"]
-    parts: dict[str, list[float]] = {k: [] for k in ("data", "forward", "loss", "backward", "optimizer", "callbacks")}
+    parts: dict[str, list[float]] = {k: [] for k in PROFILE_PARTS}
     history: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for step in range(steps + 1):  # the first step warms up and is not counted
@@ -146,11 +156,14 @@ def profile_step(cfg, records: list[dict[str, Any]], steps: int) -> dict[str, fl
             batch = collate(rows[(step * batch_size) % len(rows) :][:batch_size])
             times["data"] = time.perf_counter() - t
             t = time.perf_counter()
-            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+            hidden = decoder(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).last_hidden_state
             times["forward"] = time.perf_counter() - t
             t = time.perf_counter()
-            loss = model.loss_function(logits, batch["labels"], vocab_size=logits.shape[-1])
-            times["loss"] = time.perf_counter() - t
+            if chunk is None:
+                loss = ForCausalLMLoss(head(hidden), batch["labels"], head.out_features)
+            else:
+                loss = linear_cross_entropy(hidden, output_weight(lm), batch["labels"], None, chunk)
+            times["output layer + loss"] = time.perf_counter() - t
             t = time.perf_counter()
             loss.backward()
             times["backward"] = time.perf_counter() - t
@@ -170,25 +183,15 @@ def profile_step(cfg, records: list[dict[str, Any]], steps: int) -> dict[str, fl
     return {k: statistics.median(v) for k, v in parts.items()}
 
 
-def loss_chunking(tokens: int, hidden: int, vocab: int, chunk: int, repeats: int = 3) -> tuple[float, float, float]:
-    """Median seconds of forward + backward of the output layer and the loss over ``tokens``
-    positions: as transformers computes it (all logits at once) and in chunks of ``chunk``
-    positions whose logits are recomputed in the backward pass instead of kept (never more
-    than one chunk of logits alive). Returns (full, chunked, largest loss difference)."""
+def loss_timings(positions: int, hidden: int, vocab: int, chunks: list[int], repeats: int = 3) -> dict:
+    """Median seconds of forward + backward of the output layer and the loss over
+    ``positions`` positions (a frozen output layer, as v1's): transformers' loss over all
+    logits at once (key ``None``), and :func:`linear_cross_entropy` at each chunk size, with
+    the largest difference of its loss from the full one."""
     torch.manual_seed(0)
-    head = torch.nn.Linear(hidden, vocab, bias=False)
-    states = torch.randn(tokens, hidden)
-    targets = torch.randint(0, vocab, (tokens,))
-
-    def piece(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(head(h).float(), t, reduction="sum")
-
-    def chunked(h: torch.Tensor) -> torch.Tensor:
-        parts = [
-            torch.utils.checkpoint.checkpoint(piece, h[i : i + chunk], targets[i : i + chunk], use_reentrant=False)
-            for i in range(0, tokens, chunk)
-        ]
-        return torch.stack(parts).sum()
+    weight = torch.randn(vocab, hidden) * 0.02
+    states = torch.randn(1, positions, hidden)
+    labels = torch.randint(0, vocab, (1, positions))
 
     def timed(loss_of) -> tuple[float, float]:
         seconds = []
@@ -200,8 +203,12 @@ def loss_chunking(tokens: int, hidden: int, vocab: int, chunk: int, repeats: int
             seconds.append(time.perf_counter() - start)
         return statistics.median(seconds[1:]), loss.item()
 
-    (full, full_loss), (parts, parts_loss) = timed(lambda h: piece(h, targets)), timed(chunked)
-    return full, parts, abs(full_loss - parts_loss)
+    full, full_loss = timed(lambda h: ForCausalLMLoss(torch.nn.functional.linear(h, weight), labels, vocab))
+    out: dict = {None: (full, 0.0)}
+    for chunk in chunks:
+        seconds, loss = timed(lambda h, c=chunk: linear_cross_entropy(h, weight, labels, None, c))
+        out[chunk] = (seconds, abs(loss - full_loss))
+    return out
 
 
 def main() -> None:
@@ -211,6 +218,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=40, help="training records (one epoch over them)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--chunk", type=int, default=256, help="model.loss_chunk_size of the chunked loop")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[128, 256, 512, 1024], help="chunk sizes timed")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved runs of each loop (medians shown)")
     parser.add_argument("--profile-steps", type=int, default=3)
     args = parser.parse_args()
@@ -222,19 +231,21 @@ def main() -> None:
         f"{len(train)} records from {args.records_file}, batch {args.batch_size}, one epoch each; "
         f"{torch.get_num_threads()} torch threads, {torch.backends.cpu.get_cpu_capability()}"
     )
+    # name: (train function, packing, loss_chunk_size)
     loops = {
-        "seed loop": lambda cfg, out: seed_loop(cfg, train, out),
-        "grouped": lambda cfg, out: stage_loop(cfg, train, val, out),
-        "packed": lambda cfg, out: stage_loop(cfg, train, val, out),
+        "seed loop": (lambda cfg, out: seed_loop(cfg, train, out), False, None),
+        "grouped": (lambda cfg, out: stage_loop(cfg, train, val, out), False, None),
+        "packed": (lambda cfg, out: stage_loop(cfg, train, val, out), True, None),
+        "packed + chunked loss": (lambda cfg, out: stage_loop(cfg, train, val, out), True, args.chunk),
     }
     table = []
     for length in args.lengths:
-        # Interleaved repeats (A B C A B C …): a slow minute of the machine hits every loop.
+        # Interleaved repeats (A B C D A B C D …): a slow minute of the machine hits every loop.
         speeds: dict[str, list[float]] = {name: [] for name in loops}
         tokens: dict[str, int] = {}
         for _ in range(args.repeats):
-            for name, loop in loops.items():
-                cfg = load_config(settings(length, args.batch_size, packing=name == "packed"))
+            for name, (loop, packing, chunk) in loops.items():
+                cfg = load_config(settings(length, args.batch_size, packing, chunk))
                 with tempfile.TemporaryDirectory() as tmp:
                     r = loop(cfg, Path(tmp))
                 speeds[name].append(r["tokens_per_second"])
@@ -249,22 +260,25 @@ def main() -> None:
     for length, name, n, tps, lo, hi, ratio in table:
         print(f"| {length} | {name} | {n} | {tps:.0f} | {lo:.0f} | {hi:.0f} | {ratio:.2f}x |")
     print("\nProfile of a packed step (median seconds over", args.profile_steps, "steps, first step not counted)")
-    print("| max_length | data | forward | loss | backward | optimizer | callbacks | step | callbacks share |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| max_length | loss | {' | '.join(PROFILE_PARTS)} | step | callbacks share |")
+    print("|---:|---|" + "---:|" * (len(PROFILE_PARTS) + 2))
     for length in args.lengths:
-        cfg = load_config(settings(length, args.batch_size, True))
-        p = profile_step(cfg, train, args.profile_steps)
-        total = sum(p.values())
-        cells = " | ".join(f"{p[k]:.3f}" for k in ("data", "forward", "loss", "backward", "optimizer", "callbacks"))
-        print(f"| {length} | {cells} | {total:.3f} | {100 * p['callbacks'] / total:.1f}% |")
+        for chunk in (None, args.chunk):
+            p = profile_step(load_config(settings(length, args.batch_size, True, chunk)), train, args.profile_steps)
+            total = sum(p.values())
+            cells = " | ".join(f"{p[k]:.3f}" for k in PROFILE_PARTS)
+            name = "all logits" if chunk is None else f"chunks of {chunk}"
+            print(f"| {length} | {name} | {cells} | {total:.3f} | {100 * p['callbacks'] / total:.1f}% |")
     vocab = int(load_config([]).model.config.vocab_size)
-    print("\nOutput layer + loss, forward and backward: all logits at once vs chunks of 1024 positions")
-    print("| positions | all logits (s) | chunked (s) | ratio | loss difference |")
-    print("|---:|---:|---:|---:|---:|")
+    print("\nOutput layer + loss, forward and backward (seconds): all logits at once vs chunks of positions")
+    print(f"| positions | all logits | {' | '.join(f'chunks of {c}' for c in args.chunks)} | largest loss difference |")
+    print("|---:|---:|" + "---:|" * (len(args.chunks) + 1))
     for length in args.lengths:
-        positions = length * args.batch_size
-        full, parts, diff = loss_chunking(positions, 64, vocab, 1024)
-        print(f"| {positions} | {full:.3f} | {parts:.3f} | {full / parts:.2f}x | {diff:.2g} |")
+        times = loss_timings(length * args.batch_size, 64, vocab, args.chunks)
+        full = times[None][0]
+        cells = " | ".join(f"{times[c][0]:.3f} ({full / times[c][0]:.2f}x)" for c in args.chunks)
+        diff = max(times[c][1] for c in args.chunks)
+        print(f"| {length * args.batch_size} | {full:.3f} | {cells} | {diff:.2g} |")
     training = load_config(settings(args.lengths[0], args.batch_size, True)).model.training
     print("\nTrainingArguments fields of the profile:", OmegaConf.to_yaml(training))
 

@@ -63,6 +63,9 @@ class ModelConfig:
     # Padding-free training batches: a batch's examples in one row, position_ids restarting
     # per example (medsft.train.packing). Evaluation batches stay padded.
     packing: bool = False
+    # Training loss computed this many positions at a time, the output layer fused in, never
+    # holding the full logits (medsft.train.loss); null: transformers' loss over all logits.
+    loss_chunk_size: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     # transformers.GenerationConfig fields this model generates with (evaluate, chat), like
@@ -306,6 +309,8 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
         raise ConfigError(f"{source}: divergence.zero_grad_norm_logs must be >= 0")
     if not 0 < cfg.split.val_fraction < 1:
         raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
+    if cfg.model.loss_chunk_size is not None and cfg.model.loss_chunk_size < 1:
+        raise ConfigError(f"{source}: model.loss_chunk_size must be a positive number of positions or null")
     _check_benchmarks(cfg.evaluate, source)
     return cfg
 

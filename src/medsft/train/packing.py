@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import DataCollatorWithFlattening, Trainer
+from transformers import DataCollatorWithFlattening
 
 from medsft.core.config import ConfigError
 
@@ -42,20 +42,3 @@ def prepare_for_packing(model: Any) -> None:
 def flattening_collator() -> DataCollatorWithFlattening:
     """The training collator under ``model.packing``: one row a batch, no attention mask."""
     return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
-
-
-class PaddedEvalTrainer(Trainer):
-    """A ``Trainer`` whose training batches come from ``data_collator`` (flattened) while
-    evaluation batches come from ``eval_data_collator`` (padded)."""
-
-    def __init__(self, *args: Any, eval_data_collator: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.eval_data_collator = eval_data_collator
-
-    def get_eval_dataloader(self, eval_dataset=None):
-        train_collator = self.data_collator
-        self.data_collator = self.eval_data_collator
-        try:
-            return super().get_eval_dataloader(eval_dataset)
-        finally:
-            self.data_collator = train_collator

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, atomic_write_json
@@ -25,6 +25,7 @@ from medsft.data.formatting import encode_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import build_tiny_qwen3
 from medsft.train.callbacks import DivergenceCallback
+from medsft.train.loop import PipelineTrainer
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,14 @@ def pretrain_base(
             logging_nan_inf_filter=False,
             include_num_input_tokens_seen="non_padding",
         )
-        trainer = Trainer(
+        trainer = PipelineTrainer(
             model=base,
             args=args,
             train_dataset=dataset,
             data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
             processing_class=tokenizer,
             callbacks=[DivergenceCallback.from_settings(divergence)],
+            loss_chunk_size=model.get("loss_chunk_size"),
         )
         trainer.train()
     history = trainer.state.log_history

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
+from medsft.core.config import ConfigError
 from medsft.core.history import write_history_csv, write_trainer_state
 from medsft.core.io import atomic_dir, atomic_write_json
 from medsft.core.spec import SPEC_FILE, RunSpec, fingerprint, resolve_spec
@@ -43,7 +44,9 @@ from medsft.train.checkpoints import (
 )
 from medsft.train.datasets import EpochAugmentedDataset, encode_dataset
 from medsft.train.devices import apply_device_fallbacks
-from medsft.train.packing import PaddedEvalTrainer, flattening_collator, prepare_for_packing
+from medsft.train.loop import PipelineTrainer
+from medsft.train.loss import output_weight
+from medsft.train.packing import flattening_collator, prepare_for_packing
 from medsft.train.tracking import log_last, report_to, swanlab_run, tracking_enabled
 
 log = logging.getLogger(__name__)
@@ -158,6 +161,12 @@ def train_run(
         spec.training.setdefault("run_name", spec.variant)  # transformers' SwanLab run name
     args = TrainingArguments(**spec.training)
     log_profile_overrides(spec)
+    loss_chunk_size = spec.model.get("loss_chunk_size")
+    if loss_chunk_size is not None and spec.training.get("use_liger_kernel"):
+        raise ConfigError(
+            "use_liger_kernel fuses the loss inside the model's forward pass, which model.loss_chunk_size "
+            "replaces; set model.loss_chunk_size=null to train with Liger's kernels"
+        )
 
     # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
     set_seed(args.seed)
@@ -181,6 +190,8 @@ def train_run(
     padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     if packing:
         prepare_for_packing(model)
+    if loss_chunk_size is not None:
+        output_weight(model.get_base_model())  # an output layer it cannot fuse fails here, not mid-run
 
     callbacks = [
         GradGroupNormCallback(),
@@ -190,13 +201,14 @@ def train_run(
     ]
     if spec.term_masking:
         callbacks.append(EpochCallback(train_ds))
-    trainer = PaddedEvalTrainer(
+    trainer = PipelineTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
         eval_dataset=val_ds,
         data_collator=flattening_collator() if packing else padded,
         eval_data_collator=padded,
+        loss_chunk_size=loss_chunk_size,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
