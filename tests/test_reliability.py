@@ -77,7 +77,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(out / "history.csv"), pd.read_csv(tmp_path / "full" / "history.csv"))
 
 
-def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, monkeypatch):
+@pytest.mark.parametrize("loss_chunk_size", ["null", "256"])
+def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, monkeypatch, loss_chunk_size):
     from medsft.train import trainer as training
 
     original = training.add_lora
@@ -88,17 +89,18 @@ def test_non_finite_loss_stops_naming_the_step_and_leaves_no_adapter(tmp_path, m
 
         def hook(module, inputs, output):
             calls["n"] += 1
-            if module.training and calls["n"] >= 3:
-                output.loss = output.loss * float("nan")
+            if module.training and calls["n"] >= 3:  # the decoder's output, whichever loss follows
+                output.last_hidden_state = output.last_hidden_state * float("nan")
             return output
 
-        model.register_forward_hook(hook)
+        model.get_base_model().get_decoder().register_forward_hook(hook)
         return model
 
     monkeypatch.setattr(training, "add_lora", poisoned)
     (tmp_path / "adapter").mkdir()  # a stale adapter from an earlier run
     with pytest.raises(DivergenceError, match=r"diverged at step 3: loss is nan"):
-        train_variant(load_config(FAST, path=ROOT / "params.yaml"), "v1", RECORDS[:10], RECORDS[10:], tmp_path)
+        cfg = load_config([*FAST, f"model.loss_chunk_size={loss_chunk_size}"], path=ROOT / "params.yaml")
+        train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], tmp_path)
     assert not (tmp_path / "adapter").exists() and not (tmp_path / "metrics.json").exists()
 
 
