@@ -16,6 +16,7 @@ from medsft.train.loss import linear_cross_entropy, output_weight
 from medsft.train.pretrain import pretrain_base
 from medsft.train.trainer import train_variant
 from tests.test_packing import CONFIG
+from tests.test_qwen3_path import QWEN3_1_7B, load_script, variant_lora
 from tests.test_training import FAST, RECORDS
 
 VOCAB, HIDDEN = 1000, 16
@@ -189,3 +190,23 @@ def test_a_training_step_leaves_no_hook_on_the_model(tmp_path):
     with pytest.raises(IndexError):  # a token id beyond the vocabulary
         trainer.compute_loss(model, {**batch, "input_ids": torch.tensor([[10**7, 2, 3, 4]])})
     assert not decoder._forward_hooks
+
+
+def test_the_memory_model_counts_one_chunk_of_logits_and_the_trained_heads_gradient():
+    mem = load_script("memory_estimate")
+    arch = mem.Architecture.from_config(QWEN3_1_7B)
+    v1, v2 = variant_lora("v1"), variant_lora("v2")
+    tokens, vocab, hidden = 4 * 2048, 151_936, 2048
+    chunked_v1 = mem.estimate(arch, v1, 4, 2048, loss_chunk_size=256)
+    chunked_v2 = mem.estimate(arch, v2, 4, 2048, loss_chunk_size=256)
+    assert chunked_v1["logits and loss"] == 256 * vocab * 8 + 4 * tokens * hidden
+    assert chunked_v2["logits and loss"] == chunked_v1["logits and loss"] + 4 * vocab * hidden
+    full = mem.estimate(arch, v2, 4, 2048)
+    assert full["peak"] - chunked_v2["peak"] > 10e9  # the logits: 12.4 GB at the seed's batch
+
+
+def test_the_throughput_benchmarks_chunk_table_agrees_with_the_full_loss():
+    bench = load_script("train_throughput")
+    times = bench.loss_timings(96, 8, 500, [16, 64], repeats=1)
+    assert set(times) == {None, 16, 64}
+    assert all(diff < 1e-5 for _, diff in times.values())
