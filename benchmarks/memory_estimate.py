@@ -278,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'term (GB)':<{width}}  " + "  ".join(f"{v:>8}" for v in args.variants))
     for term in next(iter(results.values())):
         print(f"{term:<{width}}  " + "  ".join(f"{results[v][term] / GB:8.2f}" for v in args.variants))
+    # All logits at once: model.loss_chunk_size=null, and what the seed's own loop held.
+    full = {v: estimate(arch, loras[v], args.batch, args.length, optims[v])["peak"] for v in args.variants}
     if chunk is not None:
-        full = {v: estimate(arch, loras[v], args.batch, args.length, optims[v])["peak"] for v in args.variants}
         print(
             "with all logits at once (model.loss_chunk_size=null): "
             + ", ".join(f"{v} {b / GB:.2f} GB" for v, b in full.items())
@@ -299,9 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     if seed is not None and "v2" in results:
         print(f"\nseed report, v2 peak: {seed:.1f} GB (batch 4, max_length 2048, a 16 GB GPU)")
         tokens = tokens_for_peak(arch, loras["v2"], seed * GB, optim=optims["v2"])
-        seed_loop_peak = estimate(arch, loras["v2"], args.batch, args.length, optims["v2"])["peak"]
         print(
-            f"v2 predicted {seed_loop_peak / GB:.1f} GB here with all logits, as the seed's loop held them; "
+            f"v2 predicted {full['v2'] / GB:.1f} GB here with all logits, as the seed's loop held them; "
             f"the model reaches {seed:.1f} GB at "
             f"{tokens:,} tokens per batch (batch 4 x length {tokens // 4:,})"
         )
