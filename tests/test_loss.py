@@ -210,3 +210,9 @@ def test_the_throughput_benchmarks_chunk_table_agrees_with_the_full_loss():
     times = bench.loss_timings(96, 8, 500, [16, 64], repeats=1)
     assert set(times) == {None, 16, 64}
     assert all(diff < 1e-5 for _, diff in times.values())
+
+
+@pytest.mark.parametrize("value", ["abc", "2.5", "true", "[1]", "-3"])
+def test_a_chunk_size_that_is_not_a_positive_integer_names_the_key(value):
+    with pytest.raises(ConfigError, match="model.loss_chunk_size"):
+        load_config([*FAST, f"model.loss_chunk_size={value}"])
