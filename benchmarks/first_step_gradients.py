@@ -1,13 +1,19 @@
-"""Run-to-run reproducibility of a train stage's first step, process by process.
+"""Run-to-run reproducibility of a training stage's first step, process by process.
 
-    python benchmarks/first_step_gradients.py [--variant v1] [--runs 24] [key=value ...]
+    python benchmarks/first_step_gradients.py [--variant v1|v2|v3|pretrain] [--runs 48]
+        [--jobs 1] [--records FILE] [key=value ...]
 
-Each run is a fresh process that does what ``train@<variant>`` does up to its first backward
-pass (the stage's reproducibility settings, seed, model, LoRA, first batch, the pipeline
-Trainer's loss) and prints the loss and a SHA-256 of every gradient. Identical code and
-inputs must give one hash; the script prints how many processes gave each, and for a second
-hash which parameters differ and by how much (relative to their largest gradient). Needs
-``dvc repro augment`` (or a full repro) first: it reads ``data/augmented/<variant>/train.jsonl``.
+Each run is a fresh process that does what ``train@<variant>`` (or ``pretrain``) does up to
+its first backward pass, through the stage's own code (``build_trainer`` /
+``build_pretrain_trainer``, with the stages' process settings of ``medsft.core.runtime``),
+and prints the loss and a SHA-256 of every gradient. Identical code and inputs must give one
+hash; the script prints how many processes gave each, and for a second hash which parameters
+differ and by how much (relative to their largest gradient). Exits 1 when the processes
+disagree.
+
+Records: ``--records`` (JSONL in the sample data's schema), else what the stage reads:
+``data/augmented/<variant>/train.jsonl``, or ``data/prepared/train.jsonl`` for pretrain
+(``dvc repro augment`` or a full repro first).
 """
 
 from __future__ import annotations
@@ -18,47 +24,44 @@ import hashlib
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def child(variant: str, overrides: list[str], out: Path) -> None:
+def default_records(variant: str) -> Path:
+    if variant == "pretrain":
+        return ROOT / "data/prepared/train.jsonl"
+    return ROOT / "data/augmented" / variant / "train.jsonl"
+
+
+def child(variant: str, records_file: Path, overrides: list[str], out: Path) -> None:
     """One process: the first step's loss and gradients, saved to ``out``."""
-    from medsft.core.runtime import reproducible_math
+    from medsft.core.runtime import quiet_library_noise, reproducible_math
 
     reproducible_math()  # as the stages do, before torch (and MKL) loads
+    quiet_library_noise()
 
-    from dataclasses import replace
-
+    from omegaconf import OmegaConf
     from safetensors.torch import save_file
-    from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
     from medsft.core.config import load_config
     from medsft.core.io import read_jsonl
+    from medsft.core.runtime import reproducibility_settings
     from medsft.core.spec import resolve_spec
-    from medsft.modeling.loading import add_lora, load_model_and_tokenizer
-    from medsft.train.datasets import encode_dataset
-    from medsft.train.devices import apply_device_fallbacks
-    from medsft.train.loop import PipelineTrainer
-    from medsft.train.trainer import trainer_fields
+    from medsft.train.pretrain import build_pretrain_trainer
+    from medsft.train.trainer import build_trainer
 
     cfg = load_config(["tracking.mode=disabled", *overrides])
-    spec = resolve_spec(cfg, variant)
-    spec = apply_device_fallbacks(replace(spec, training=trainer_fields(spec.training, out)))
-    args = TrainingArguments(**spec.training)
-    set_seed(args.seed)
-    model, tokenizer = load_model_and_tokenizer(spec.model)
-    model = add_lora(model, spec.lora, args.activation_checkpointing)
-    dataset = encode_dataset(read_jsonl(f"data/augmented/{variant}/train.jsonl"), tokenizer, spec)
-    trainer = PipelineTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        eval_dataset=dataset,
-        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-        loss_chunk_size=spec.model.get("loss_chunk_size"),
-    )
+    records = read_jsonl(records_file)
+    if variant == "pretrain":
+        reproducibility_settings()
+        plain = lambda section: OmegaConf.to_container(section, resolve=True)  # noqa: E731
+        trainer = build_pretrain_trainer(plain(cfg.model), plain(cfg.format), records, out)
+    else:
+        trainer = build_trainer(resolve_spec(cfg, variant), records, records[:2], out).trainer
+    model = trainer.model
     model.train()
     loss = trainer.compute_loss(model, next(iter(trainer.get_train_dataloader())))
     loss.backward()
@@ -80,27 +83,38 @@ def compare(a: Path, b: Path) -> None:
             print(f"  {name}: largest difference {diff:.3g} ({diff / scale:.2g} relative), {share:.1%} of values")
 
 
-def main() -> None:
+def run_one(args: argparse.Namespace, run: int, tmp: Path) -> tuple[int, str, str]:
+    out = tmp / str(run)
+    out.mkdir()
+    cmd = [sys.executable, __file__, "--variant", args.variant, "--records", str(args.records)]
+    done = subprocess.run(
+        [*cmd, "--child", str(out), *args.overrides], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not result:
+        sys.exit(f"error: run {run} failed (rc {done.returncode}):\n{done.stderr[-2000:]}")
+    loss, digest = result[0].split()[1:]
+    return run, loss, digest
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variant", default="v1")
+    parser.add_argument("--variant", default="v1", help="a variant of params.yaml, or pretrain")
     parser.add_argument("--runs", type=int, default=24)
+    parser.add_argument("--jobs", type=int, default=1, help="processes at a time")
+    parser.add_argument("--records", type=Path, help="training records (default: what the stage reads)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="key=value overrides of params.yaml")
     args = parser.parse_args()
+    args.records = (args.records or default_records(args.variant)).resolve()
     if args.child:
-        child(args.variant, args.overrides, args.child)
-        return
+        child(args.variant, args.records, args.overrides, args.child)
+        return 0
+    if not args.records.exists():
+        sys.exit(f"error: {args.records}: not found (run: dvc repro, or give --records FILE)")
     seen: dict[str, list[int]] = collections.defaultdict(list)
-    with tempfile.TemporaryDirectory(prefix="first-step-") as tmp:
-        for run in range(args.runs):
-            out = Path(tmp) / str(run)
-            out.mkdir()
-            cmd = [sys.executable, __file__, "--variant", args.variant, "--child", str(out), *args.overrides]
-            done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-            result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode or not result:
-                sys.exit(f"error: run {run} failed (rc {done.returncode}):\n{done.stderr[-2000:]}")
-            loss, digest = result[0].split()[1:]
+    with tempfile.TemporaryDirectory(prefix="first-step-") as tmp, ThreadPoolExecutor(args.jobs) as pool:
+        for run, loss, digest in pool.map(lambda r: run_one(args, r, Path(tmp)), range(args.runs)):
             seen[digest].append(run)
             print(f"run {run}: loss {loss}, gradients {digest}", flush=True)
         print(f"\n{len(seen)} distinct gradient hash(es) over {args.runs} processes:")
@@ -110,7 +124,8 @@ def main() -> None:
             (base, *_), (other, *_) = (runs for runs in list(seen.values())[:2])
             print(f"\nrun {other} against run {base}:")
             compare(Path(tmp) / str(base) / "grads.safetensors", Path(tmp) / str(other) / "grads.safetensors")
+    return 0 if len(seen) == 1 else 1
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from omegaconf import OmegaConf
+
 from medsft.core.config import load_config
 from medsft.core.paths import train_dir
 from medsft.core.runtime import keep_large_allocations
@@ -39,7 +41,12 @@ def main() -> None:
     def run(batch_size: int) -> tuple[float, int]:
         counts: list[int] = []
         start = time.perf_counter()
-        generate_answers(model, tok, questions, system, batch_size, args.max_new_tokens, token_counts=counts)
+        generation = {
+            **OmegaConf.to_container(cfg.generation),
+            "max_new_tokens": args.max_new_tokens,
+            "do_sample": False,
+        }
+        generate_answers(model, tok, questions, system, batch_size, generation, token_counts=counts)
         return time.perf_counter() - start, sum(counts)
 
     run(args.batch_size)  # warm-up

@@ -1,6 +1,7 @@
 """Thin stage entry points: ``python -m stages.<name> [args] [key=value ...]``."""
 
-from medsft.core.runtime import reproducible_math
+from medsft.core.runtime import quiet_library_noise, reproducible_math
 
-# Before any stage module imports torch (and with it MKL).
+# Before any stage module imports torch (and with it MKL) or bitsandbytes.
 reproducible_math()
+quiet_library_noise()

@@ -6,10 +6,12 @@
     python -m stages.chat --adapter DIR "问题"                # an adapter folder beside its run_config.yaml
 
 The base model, its settings and the prompt format come from the run's run_config.yaml
-(runs/<variant>/train/); the adapter must record that base. Sampling follows the seed's
-deployment (temperature 0.7, top_p 0.95, max_new_tokens 512), seeded; --greedy decodes
-greedily. Prints the reasoning and the answer separately. Not for clinical decisions; on the
-`tiny` profile (a pipeline check) a one-line notice on stderr says its replies are not meaningful.
+(runs/<variant>/train/); the adapter must record that base. Generation follows params.yaml's
+`generation` section (the model profile's: max_new_tokens, temperature, top_p,
+repetition_penalty…), sampling seeded, like the seed's deployment; --greedy decodes greedily,
+and the flags below replace single fields. Prints the reasoning and the answer separately.
+Not for clinical decisions; on the `tiny` profile (a pipeline check) a one-line notice on
+stderr says its replies are not meaningful.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from medsft.core.cli import fail, run_stage
+from medsft.core.config import load_config
 from medsft.core.paths import train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
 from medsft.modeling.loading import load_adapter
@@ -33,9 +38,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--interactive", action="store_true", help="a multi-turn conversation on stdin")
     parser.add_argument("--no-think", action="store_true", help="Qwen3's non-thinking mode")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--max-new-tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, help="default: generation.temperature in params.yaml")
+    parser.add_argument("--top-p", type=float, help="default: generation.top_p in params.yaml")
+    parser.add_argument("--max-new-tokens", type=int, help="default: generation.max_new_tokens in params.yaml")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("question", nargs="*", help="the question")
     args = parser.parse_args(argv)
@@ -43,6 +48,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     if not args.question and not args.interactive:
         parser.error("give a question, or --interactive")
     return args
+
+
+def chat_generation(generation: dict, args: argparse.Namespace) -> dict:
+    """The config's ``generation`` fields with the command line's on top: sampling unless
+    ``--greedy``."""
+    flags = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p}
+    return {**generation, **{k: v for k, v in flags.items() if v is not None}, "do_sample": not args.greedy}
 
 
 def locate_run(args: argparse.Namespace) -> tuple[RunSpec, Path]:
@@ -69,17 +81,11 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
+        generation = chat_generation(OmegaConf.to_container(load_config().generation, resolve=True), args)
         spec, adapter = locate_run(args)
         model, tokenizer = load_adapter(spec.model, adapter)
-    except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch is a ValueError
+    except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch and ConfigError are ValueErrors
         fail(str(err))
-    generation = {
-        **spec.model.get("generation", {}),
-        "max_new_tokens": args.max_new_tokens,
-        "do_sample": not args.greedy,
-    }
-    if not args.greedy:
-        generation.update(temperature=args.temperature, top_p=args.top_p)
     session = ChatSession(
         model, tokenizer, spec.format["system_prompt"], think=not args.no_think, generation=generation, seed=args.seed
     )

@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         read_jsonl(prepared / "val.jsonl"),
         read_jsonl(prepared / "train.jsonl"),
         OmegaConf.to_container(cfg.evaluate, resolve=True),
+        OmegaConf.to_container(cfg.generation, resolve=True),
         cfg.augment.lexicon,
         eval_dir(variant),
     )

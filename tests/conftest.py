@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from medsft.core.config import load_config
+from medsft.core.runtime import quiet_library_noise, reproducible_math
+
+# As the stages do, before any test imports torch or bitsandbytes.
+reproducible_math()
+quiet_library_noise()
+
+from medsft.core.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))

@@ -28,7 +28,7 @@ from medsft.train.trainer import train_variant
 from tests.conftest import ROOT
 from tests.test_training import FAST, RECORDS
 
-QUICK_EVAL = ["evaluate.num_generations=1", "evaluate.max_new_tokens=2", "evaluate.probes=null"]
+QUICK_EVAL = ["evaluate.num_generations=1", "generation.max_new_tokens=2", "evaluate.probes=null"]
 LOCAL_TASK = "medsft_clinical_mc"
 QUESTIONS = len((ROOT / "conf/benchmarks/medsft_clinical_mc.jsonl").read_text(encoding="utf-8").splitlines())
 

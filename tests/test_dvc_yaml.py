@@ -119,7 +119,7 @@ QUICK = [
     "model.training.save_steps=2",
     "model.training.logging_steps=1",
     "evaluate.num_generations=1",
-    "evaluate.max_new_tokens=2",
+    "generation.max_new_tokens=2",
 ]
 
 

@@ -166,10 +166,12 @@ def test_pretraining_a_tied_output_layer_with_the_chunked_loss_trains_as_without
 
 def test_liger_kernels_and_the_chunked_loss_are_not_combined(tmp_path):
     """Liger fuses the loss inside the model's forward pass, which the chunked loss bypasses:
-    asking for both is refused before any model is loaded."""
-    cfg = load_config([*FAST, "model.loss_chunk_size=16", "model.training.use_liger_kernel=true"])
+    asking for both is refused with the config, before any stage loads a model."""
     with pytest.raises(ConfigError, match="model.loss_chunk_size=null"):
-        train_variant(cfg, "v1", RECORDS[:4], RECORDS[4:6], tmp_path / "run")
+        load_config([*FAST, "model.loss_chunk_size=16", "model.training.use_liger_kernel=true"])
+    with pytest.raises(ConfigError, match="variants.v2.training.use_liger_kernel"):
+        load_config([*FAST, "model.loss_chunk_size=16", "variants.v2.training.use_liger_kernel=true"])
+    assert load_config([*FAST, "model.loss_chunk_size=null", "model.training.use_liger_kernel=true"])
 
 
 def test_a_training_step_leaves_no_hook_on_the_model(tmp_path):

@@ -56,8 +56,9 @@ STAGES = textwrap.dedent(
         train_variant(cfg, variant, train, val, f"{out}/train")
     else:
         settings = OmegaConf.to_container(cfg.evaluate, resolve=True)
+        generation = OmegaConf.to_container(cfg.generation, resolve=True)
         spec = RunSpec.read(f"{out}/train")
-        evaluate_run(spec, f"{out}/train/adapter", val, train, settings, cfg.augment.lexicon, f"{out}/eval")
+        evaluate_run(spec, f"{out}/train/adapter", val, train, settings, generation, cfg.augment.lexicon, f"{out}/eval")
     """
 )
 
@@ -96,7 +97,7 @@ def test_qwen3_1_7b_trains_and_evaluates_on_cpu(qwen3_dir, variant, tmp_path):
         "model.training.gradient_accumulation_steps=1",
         "model.training.per_device_eval_batch_size=2",
         "evaluate.num_generations=1",
-        "evaluate.max_new_tokens=2",
+        "generation.max_new_tokens=2",
         "evaluate.probes=null",
     )
     run_stage("train", variant, tmp_path, overrides)

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from medsft.core.config import ConfigError, load_config, require_variant
 from medsft.core.errors import UserError
+from medsft.core.exp_guard import restore_params
 from medsft.core.runtime import keep_large_allocations
 
 
@@ -74,12 +75,16 @@ def debugging() -> bool:
 
 
 def recovery_hint() -> str:
-    """How to undo a failed ``dvc exp run`` (DVC names the experiment in the stage's
-    environment): it leaves its settings in the workspace's params.yaml."""
-    if not os.environ.get("DVC_EXP_NAME"):
+    """What became of params.yaml when this stage fails inside ``dvc exp run`` (DVC names the
+    experiment in the stage's environment): put back as it was (:mod:`medsft.core.exp_guard`),
+    or, where that cannot be done, how to restore it."""
+    name = os.environ.get("DVC_EXP_NAME")
+    if not name:
         return ""
+    if restore_params():
+        return f" [dvc exp run {name!r} failed: params.yaml is back as it was before it]"
     return (
-        f" [dvc exp run {os.environ['DVC_EXP_NAME']!r} failed: in the workspace, params.yaml keeps its settings; "
+        f" [dvc exp run {name!r} failed: in the workspace, params.yaml keeps its settings; "
         "`git checkout params.yaml` restores the committed ones]"
     )
 
@@ -105,8 +110,19 @@ def run_stage(main: Callable[[], int]) -> int:
     file) ends in one ``error:`` line (:func:`fail`) and exit status 1; ``MEDSFT_DEBUG=1``
     re-raises it with its traceback."""
     try:
-        return main()
+        status = main()
     except (UserError, FileNotFoundError) as err:
         if debugging():
+            restore_params()
             raise
         fail(str(err), code=1)
+    except SystemExit as err:
+        if err.code not in (0, None):
+            restore_params()
+        raise
+    except BaseException:  # a bug or an interrupt: the traceback stays, the workspace is restored
+        restore_params()
+        raise
+    if status:
+        restore_params()
+    return status

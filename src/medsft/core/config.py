@@ -68,9 +68,6 @@ class ModelConfig:
     loss_chunk_size: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    # transformers.GenerationConfig fields this model generates with (evaluate, chat), like
-    # a checkpoint's generation_config.json.
-    generation: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,10 +162,6 @@ class EvaluateConfig:
     # A generated term is rare when fewer training records than this contain it.
     rare_term_threshold: int = 3
     num_generations: int = 4
-    max_new_tokens: int = 48
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.95
     # lm-evaluation-harness task names run on each variant (medsft.evaluate.benchmarks).
     benchmarks: list[str] = field(default_factory=list)
     lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)
@@ -200,6 +193,9 @@ class ReportConfig:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
+    # transformers.GenerationConfig fields of evaluate, chat and export (conf/generation/,
+    # chosen by the model profile). Not a train setting: changing it retrains nothing.
+    generation: dict[str, Any] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
@@ -234,7 +230,8 @@ def load_config(
     groups = [o for o in overrides if "." not in o.split("=", 1)[0] and is_group(o.split("=", 1)[0])]
     for override in groups:  # tracking=disabled, model=qwen3-1.7b: the section of that option
         group, option = override.split("=", 1)
-        raw[group] = group_option(group, option)
+        for section, value in group_option(group, option).items():
+            raw[section] = value
     dotlist = [o for o in overrides if o not in groups]
     for override in dotlist:
         head = override.split("=", 1)[0].split(".")[0].lstrip("+~")
@@ -264,14 +261,16 @@ def is_group(name: str) -> bool:
     return any(isinstance(d, DictConfig) and name in d for d in defaults)
 
 
-def group_option(group: str, option: str) -> DictConfig:
-    """The section that choosing ``group=option`` gives, composed by Hydra from ``conf/``."""
+def group_option(group: str, option: str) -> dict[str, DictConfig]:
+    """The sections that choosing ``group=option`` gives, composed by Hydra from ``conf/``: the
+    group's own and those its option brings (``model=qwen3-1.7b`` brings its ``generation``)."""
     if not (CONF_DIR / group / f"{option}.yaml").exists():
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
         raise ConfigError(f"{group}={option}: no option {option!r} in {CONF_DIR / group}/ (options: {options})")
     with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base=None):
+        default = compose(config_name="config")
         composed = compose(config_name="config", overrides=[f"{group}={option}"])
-    return composed[group]
+    return {key: composed[key] for key in composed if key == group or composed[key] != default.get(key)}
 
 
 def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = True) -> DictConfig:
@@ -311,8 +310,23 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
         raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
     if cfg.model.loss_chunk_size is not None and cfg.model.loss_chunk_size < 1:
         raise ConfigError(f"{source}: model.loss_chunk_size must be a positive number of positions or null")
+    _check_liger(cfg, source)
     _check_benchmarks(cfg.evaluate, source)
     return cfg
+
+
+def _check_liger(cfg: DictConfig, source: str) -> None:
+    """Liger's kernels fuse the loss inside the model's forward pass, which
+    ``model.loss_chunk_size`` replaces: a run cannot ask for both."""
+    if cfg.model.loss_chunk_size is None:
+        return
+    for name, variant in cfg.variants.items():
+        for key, section in (("model.training", cfg.model.training), (f"variants.{name}.training", variant.training)):
+            if section.get("use_liger_kernel"):
+                raise ConfigError(
+                    f"{source}: {key}.use_liger_kernel fuses the loss inside the model's forward pass, which "
+                    "model.loss_chunk_size replaces; set model.loss_chunk_size=null to train with Liger's kernels"
+                )
 
 
 def _check_benchmarks(evaluate: DictConfig, source: str) -> None:
@@ -349,7 +363,7 @@ def check_library_fields(cfg: DictConfig, source: str = "config") -> None:
         _check_library_fields(cfg.model.pretrain.training, TrainingArguments, "model.pretrain.training", source)
     # GenerationConfig is no dataclass either: its fields are the attributes of a default one.
     generation_fields = dict.fromkeys(vars(GenerationConfig()), Any)
-    _check_library_fields(cfg.model.generation, generation_fields, "model.generation", source, "GenerationConfig")
+    _check_library_fields(cfg.generation, generation_fields, "generation", source, "GenerationConfig")
     if cfg.model.quantization is not None:
         _check_library_fields(
             cfg.model.quantization, _bnb_config_fields(), "model.quantization", source, "BitsAndBytesConfig"

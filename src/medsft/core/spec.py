@@ -71,6 +71,9 @@ class RunSpec:
     # TrainingArguments field -> {"asked", "used", "why"}: what a machine without CUDA cannot
     # run as asked (medsft.train.devices); written only when one applied.
     device_fallbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # What decides the run's bits beyond its settings (medsft.core.runtime): deterministic
+    # algorithms, the kernels' instruction set, MKL's code path, the thread count.
+    reproducibility: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base_model_id(self) -> str:
@@ -86,8 +89,9 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if not data["device_fallbacks"]:  # a GPU run's spec (and the tiny profile's) as before
-            del data["device_fallbacks"]
+        for optional in ("device_fallbacks", "reproducibility"):  # written only when set
+            if not data[optional]:
+                del data[optional]
         return data
 
     def to_yaml(self) -> str:

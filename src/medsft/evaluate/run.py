@@ -17,11 +17,13 @@ import yaml
 from tqdm.auto import tqdm
 
 from medsft.core.io import atomic_write_json, write_jsonl
+from medsft.core.runtime import reproducibility_settings
 from medsft.core.spec import RunSpec
 from medsft.data.augmentation import load_lexicon
 from medsft.data.formatting import IGNORE_INDEX, Encoded, encode_parts, encode_records, prompt_parts
 from medsft.evaluate.benchmarks import load_tasks, run_benchmarks
 from medsft.evaluate.metrics import score_replies, term_document_frequency
+from medsft.modeling.generation import generate_replies
 from medsft.modeling.loading import load_adapter
 
 
@@ -62,61 +64,20 @@ def token_weighted_loss(model, encoded: Encoded, batch_size: int, pad_token_id: 
     return {"eval_loss": loss, "perplexity": math.exp(loss), "eval_target_tokens": total_tokens}
 
 
-@torch.no_grad()
 def generate_answers(
     model,
     tokenizer,
     questions: Sequence[str],
     system_prompt: str,
     batch_size: int,
-    max_new_tokens: int,
-    do_sample: bool = False,
-    temperature: float = 0.7,
-    top_p: float = 0.95,
+    generation: dict[str, Any],
     seed: int = 42,
     token_counts: list[int] | None = None,
-    generation: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Generate replies in left-padded batches, stopping at ``<|im_end|>``.
-
-    Greedy by default (reproducible); with ``do_sample`` the sampling is seeded.
-    ``generation``: the model's own GenerationConfig fields (``RunSpec.model["generation"]``).
-    Returns the decoded text after the prompt, special tokens kept up to the stop token;
-    the number of tokens generated for each reply is appended to ``token_counts`` if given.
-    """
-    device = next(model.parameters()).device
-    stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    pad_id = tokenizer.pad_token_id
-    outputs: list[str] = []
-    if do_sample:
-        torch.manual_seed(seed)
-    for start in tqdm(range(0, len(questions), batch_size), desc="generate", leave=False):
-        batch = [prompt_parts(q, system_prompt) for q in questions[start : start + batch_size]]
-        encoded = encode_parts(tokenizer, batch)
-        width = max(len(e) for e in encoded)
-        ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        for row, e in enumerate(encoded):
-            ids[row, width - len(e) :] = torch.tensor(e)
-            mask[row, width - len(e) :] = 1
-        sampling: dict[str, Any] = {**(generation or {}), "do_sample": do_sample}
-        if do_sample:
-            sampling.update(temperature=temperature, top_p=top_p)
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=stop_id,
-            pad_token_id=pad_id,
-            **sampling,
-        )
-        for row in out[:, width:].tolist():
-            if stop_id in row:
-                row = row[: row.index(stop_id)]
-            if token_counts is not None:
-                token_counts.append(len(row))
-            outputs.append(tokenizer.decode(row, skip_special_tokens=False))
-    return outputs
+    """Replies to single-turn ``questions`` under ``system_prompt``
+    (:func:`~medsft.modeling.generation.generate_replies` with the ``generation`` section)."""
+    prompts = encode_parts(tokenizer, [prompt_parts(q, system_prompt) for q in questions])
+    return generate_replies(model, tokenizer, prompts, generation, batch_size, seed, token_counts)
 
 
 def evaluate_run(
@@ -125,6 +86,7 @@ def evaluate_run(
     val: list[dict[str, Any]],
     train: list[dict[str, Any]],
     settings: dict[str, Any],
+    generation: dict[str, Any],
     lexicon_path: str | Path,
     out_dir: str | Path,
 ) -> dict[str, Any]:
@@ -134,8 +96,10 @@ def evaluate_run(
     Eval loss on the validation split (token-weighted), answer-quality metrics of greedy (or
     seeded sampled) replies to the first ``num_generations`` validation questions, replies to
     the probe questions, and the lm-eval scores of ``benchmarks`` (none listed: a
-    ``benchmarks.json`` with no tasks). ``settings``: the ``evaluate`` config section.
+    ``benchmarks.json`` with no tasks). ``settings``: the ``evaluate`` config section;
+    ``generation``: the ``generation`` section (GenerationConfig fields).
     """
+    reproducibility_settings()
     # First: an unknown task name or task data that cannot be fetched fails before the model loads.
     benchmarks = load_tasks(settings["benchmarks"], settings["lm_eval"]["include_path"])
     fmt = spec.format
@@ -147,18 +111,7 @@ def evaluate_run(
     metrics: dict[str, Any] = token_weighted_loss(model, encoded, batch_size, tokenizer.pad_token_id)
 
     def generate(questions: list[str]) -> list[str]:
-        return generate_answers(
-            model,
-            tokenizer,
-            questions,
-            fmt["system_prompt"],
-            batch_size,
-            settings["max_new_tokens"],
-            settings["do_sample"],
-            settings["temperature"],
-            settings["top_p"],
-            generation=spec.model.get("generation"),
-        )
+        return generate_answers(model, tokenizer, questions, fmt["system_prompt"], batch_size, generation)
 
     held_out = val[: settings["num_generations"]]
     outputs = generate([r["question"] for r in held_out])
@@ -182,7 +135,7 @@ def evaluate_run(
         probes = [{**p, "output": a} for p, a in zip(probes, answers, strict=True)]
     write_jsonl(out / "probes.jsonl", probes)
     metrics.update(summary)
-    metrics.update(num_generations=len(outputs), decoding="sampling" if settings["do_sample"] else "greedy")
+    metrics.update(num_generations=len(outputs), decoding="sampling" if generation.get("do_sample") else "greedy")
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_json(
         out / "benchmarks.json", run_benchmarks(model, tokenizer, benchmarks, settings["lm_eval"], batch_size)

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
 from medsft.data.formatting import EMPTY_THINK_PARTS, chat_parts, encode_parts, parse_reply, render
+from medsft.modeling.generation import generate_replies
 
 # Qwen3's non-thinking mode: the assistant turn opens with an empty reasoning block.
 EMPTY_THINK = render(EMPTY_THINK_PARTS)
@@ -51,23 +50,11 @@ class ChatSession:
             raise ValueError("the question is empty")
         # The question is text: "<|im_start|>system" typed by a user stays characters.
         parts = chat_parts(self.system_prompt, self.history, question, self.think)
-        ids = torch.tensor(encode_parts(self.tokenizer, [parts]))
-        device = next(self.model.parameters()).device
-        stop_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if self.generation.get("do_sample"):
-            torch.manual_seed(self.seed + len(self.history))  # seeded, and different per turn
-        with torch.no_grad():
-            out = self.model.generate(
-                input_ids=ids.to(device),
-                attention_mask=torch.ones_like(ids).to(device),
-                eos_token_id=stop_id,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **self.generation,
-            )
-        new = out[0, ids.shape[1] :].tolist()
-        if stop_id in new:
-            new = new[: new.index(stop_id)]
-        text = self.tokenizer.decode(new, skip_special_tokens=False)
+        prompt = encode_parts(self.tokenizer, [parts])
+        # Seeded, and different per turn.
+        (text,) = generate_replies(
+            self.model, self.tokenizer, prompt, self.generation, seed=self.seed + len(self.history), progress=False
+        )
         if not self.think:
             text = EMPTY_THINK + text
         reply = parse_reply(text)

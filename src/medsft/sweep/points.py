@@ -52,7 +52,8 @@ def run_point(cfg: DictConfig, job_dir: Path, overrides: list[str], base_variant
     status_path = job_dir / STATUS
     try:
         spec, point = point_spec(cfg, base_variant)
-        config_id = fingerprint(spec.to_dict(), OmegaConf.to_container(point.evaluate, resolve=True))
+        evaluation = [OmegaConf.to_container(point[s], resolve=True) for s in ("evaluate", "generation")]
+        config_id = fingerprint(spec.to_dict(), *evaluation)
         if status_path.exists():
             previous = json.loads(status_path.read_text(encoding="utf-8"))
             if previous.get("status") == "complete" and previous.get("config_id") == config_id:
@@ -74,7 +75,7 @@ def run_point(cfg: DictConfig, job_dir: Path, overrides: list[str], base_variant
             job_dir / "train" / "adapter",
             val,
             train,
-            OmegaConf.to_container(point.evaluate, resolve=True),
+            *evaluation,
             point.augment.lexicon,
             job_dir / "eval",
         )

@@ -46,20 +46,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
             t = targets[start : start + chunk_size]
             # As the model would: logits in the compute dtype (autocast applies), loss in float32.
             raw = nn.functional.linear(h, weight)
+            compute_dtype = raw.dtype
             logits = raw.float()
-            lse = torch.logsumexp(logits, dim=-1)
-            rows = torch.arange(t.shape[0], device=t.device)
-            total += (lse - logits[rows, t]).sum()
-            # d(loss)/d(logits) = softmax - onehot, in place over the chunk's logits, then the
-            # two products of the output layer's backward pass in the dtype of its forward.
-            grad_logits = logits.sub_(lse.unsqueeze(-1)).exp_()
-            grad_logits[rows, t] -= 1.0
-            grad_logits = grad_logits.to(raw.dtype)
+            # torch's (log-)softmax kernels, not logsumexp and exp: on CPU those two go through
+            # MKL's vector math, whose results depend on the CPU's vendor (medsft.core.runtime).
+            total += nn.functional.cross_entropy(logits, t, reduction="sum")
+            # d(loss)/d(logits) = softmax - onehot, then the two products of the output layer's
+            # backward pass in the dtype of its forward.
+            grad_logits = torch.softmax(logits, dim=-1)
+            del raw, logits
+            grad_logits[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            grad_logits = grad_logits.to(compute_dtype)
             if weight_in is None:
-                weight_in = weight.to(raw.dtype)
+                weight_in = weight.to(compute_dtype)
             grad_hidden[start : start + chunk_size] = torch.mm(grad_logits, weight_in)
             if needs_weight_grad:
-                grad_weight += torch.mm(grad_logits.t(), h.to(raw.dtype))
+                grad_weight += torch.mm(grad_logits.t(), h.to(compute_dtype))
         ctx.save_for_backward(grad_hidden, grad_weight if needs_weight_grad else torch.empty(0))
         ctx.dtypes = (hidden.dtype, weight.dtype)
         ctx.needs_weight_grad = needs_weight_grad

@@ -20,14 +20,51 @@ from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.runtime import reproducibility_settings
 from medsft.core.spec import BASE_FILE, base_model_id
-from medsft.data.formatting import encode_records
+from medsft.data.formatting import IGNORE_INDEX, encode_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import build_tiny_qwen3
 from medsft.train.callbacks import DivergenceCallback
 from medsft.train.loop import PipelineTrainer
 
 log = logging.getLogger(__name__)
+
+
+def build_pretrain_trainer(
+    model: dict[str, Any],
+    fmt: dict[str, Any],
+    records: list[dict[str, Any]],
+    scratch: str | Path,
+    divergence: dict[str, Any] | None = None,
+) -> PipelineTrainer:
+    """The Trainer of the profile's seeded architecture trained in full on ``records`` (a
+    causal LM of the whole formatted text), its scratch files in ``scratch``."""
+    fields = dict(model["pretrain"]["training"])
+    set_seed(int(fields.get("seed", 42)))
+    tokenizer = load_tokenizer(None)
+    base = build_tiny_qwen3(model["config"], model["init_seed"])
+    enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], model["max_length"])
+    # A language model of the whole formatted text: every token is a label.
+    dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
+    args = TrainingArguments(
+        **fields,
+        output_dir=str(scratch),
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        logging_nan_inf_filter=False,
+        include_num_input_tokens_seen="non_padding",
+    )
+    return PipelineTrainer(
+        model=base,
+        args=args,
+        train_dataset=dataset,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
+        processing_class=tokenizer,
+        callbacks=[DivergenceCallback.from_settings(divergence)],
+        loss_chunk_size=model.get("loss_chunk_size"),
+    )
 
 
 def pretrain_base(
@@ -39,34 +76,13 @@ def pretrain_base(
 ) -> dict[str, Any]:
     """Train the profile's seeded architecture in full on ``records`` and write it to
     ``out_dir``: safetensors weights, config, tokenizer, ``history.csv`` and ``base.json``
-    (its identity: architecture, seed and a hash of the weights; and its final loss)."""
-    fields = dict(model["pretrain"]["training"])
-    set_seed(int(fields.get("seed", 42)))
-    tokenizer = load_tokenizer(None)
-    base = build_tiny_qwen3(model["config"], model["init_seed"])
-    enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], model["max_length"])
-    # A language model of the whole formatted text: every token is a label.
-    dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
+    (its identity: architecture, seed and a hash of the weights; its final loss; and the
+    settings that decide its bits)."""
+    reproducibility = reproducibility_settings()
     with tempfile.TemporaryDirectory(prefix="pretrain-") as scratch:
-        args = TrainingArguments(
-            **fields,
-            output_dir=scratch,
-            save_strategy="no",
-            eval_strategy="no",
-            report_to=[],
-            logging_nan_inf_filter=False,
-            include_num_input_tokens_seen="non_padding",
-        )
-        trainer = PipelineTrainer(
-            model=base,
-            args=args,
-            train_dataset=dataset,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
-            processing_class=tokenizer,
-            callbacks=[DivergenceCallback.from_settings(divergence)],
-            loss_chunk_size=model.get("loss_chunk_size"),
-        )
+        trainer = build_pretrain_trainer(model, fmt, records, scratch, divergence)
         trainer.train()
+    base, tokenizer = trainer.model, trainer.processing_class
     history = trainer.state.log_history
     losses = [e["loss"] for e in history if "loss" in e]
     out = Path(out_dir)
@@ -83,6 +99,7 @@ def pretrain_base(
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
             "records": len(records),
+            "reproducibility": reproducibility,
         }
         atomic_write_json(tmp / BASE_FILE, info)
     log.info(

@@ -15,7 +15,7 @@ import platform
 import resource
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
-from medsft.core.config import ConfigError
 from medsft.core.history import write_history_csv, write_trainer_state
 from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.runtime import reproducibility_settings
 from medsft.core.spec import SPEC_FILE, RunSpec, fingerprint, resolve_spec
-from medsft.data.augmentation import load_lexicon, masking_stats
+from medsft.data.augmentation import Lexicon, load_lexicon, masking_stats
+from medsft.data.formatting import IGNORE_INDEX
 from medsft.modeling.card import model_card, write_model_card
 from medsft.modeling.loading import add_lora, load_model_and_tokenizer, parameter_counts
 from medsft.train.callbacks import (
@@ -52,17 +53,16 @@ from medsft.train.tracking import log_last, report_to, swanlab_run, tracking_ena
 log = logging.getLogger(__name__)
 
 
-def trainer_fields(
-    training: dict[str, Any], out: Path, packing: bool = False, report_to: list[str] | None = None
-) -> dict[str, Any]:
-    """The TrainingArguments fields of a run: the spec's, plus what the pipeline fixes."""
+def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -> dict[str, Any]:
+    """The TrainingArguments fields of a run as its spec records them: the variant's and the
+    profile's, plus what the pipeline fixes. Where its logs go (``report_to``, ``run_name``)
+    is no part of it: tracking changes no trained byte (see :func:`training_arguments`)."""
     fields = dict(training)
     fields.update(
         output_dir=str(out / "checkpoints"),
         eval_strategy="steps",
         save_strategy="steps",
         logging_strategy="steps",
-        report_to=list(report_to or []),
         # A packed batch has no padding (and no attention mask to count by): every token is real.
         include_num_input_tokens_seen="all" if packing else "non_padding",
         # Log a NaN/inf loss as it is (the Trainer would average it away) so the run stops on it.
@@ -73,6 +73,15 @@ def trainer_fields(
     fields.setdefault("disable_tqdm", False)
     fields.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     return dict(sorted(fields.items()))
+
+
+def training_arguments(spec: RunSpec, tracking: dict[str, Any] | None = None) -> TrainingArguments:
+    """The run's TrainingArguments: the spec's fields, and SwanLab through transformers'
+    integration when ``tracking`` asks for it (one run per variant, named after it)."""
+    where: dict[str, Any] = {"report_to": report_to(tracking)}
+    if tracking_enabled(tracking):
+        where["run_name"] = spec.variant
+    return TrainingArguments(**spec.training, **where)
 
 
 def hardware_name() -> str:
@@ -136,6 +145,178 @@ def log_profile_overrides(spec: RunSpec) -> None:
         )
 
 
+@dataclass
+class TrainSetup:
+    """A run ready to train: its spec as used, and the Trainer built from it."""
+
+    spec: RunSpec
+    trainer: PipelineTrainer
+    counts: dict[str, int]
+    lexicon: Lexicon | None
+    fingerprint: str
+
+
+def run_spec(spec: RunSpec, out: Path) -> RunSpec:
+    """``spec`` as the run uses it: the pipeline's TrainingArguments fields, the fallbacks of
+    a machine without CUDA, and the settings that decide its bits (all logged)."""
+    spec = replace(spec, training=trainer_fields(spec.training, out, spec.model.get("packing", False)))
+    spec = apply_device_fallbacks(spec)  # paged optimizers, bf16: CUDA-only asks, logged and recorded
+    return replace(spec, reproducibility=reproducibility_settings())
+
+
+def build_trainer(
+    spec: RunSpec,
+    train_records: list[dict[str, Any]],
+    val_records: list[dict[str, Any]],
+    out: Path,
+    tracking: dict[str, Any] | None = None,
+    divergence: dict[str, Any] | None = None,
+) -> TrainSetup:
+    """Load the base, add the LoRA adapter, encode the data and build the Trainer of ``spec``."""
+    spec = run_spec(spec, out)
+    args = training_arguments(spec, tracking)
+    log_profile_overrides(spec)
+    # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
+    set_seed(args.seed)
+    model, tokenizer = load_model_and_tokenizer(spec.model)
+    model = add_lora(model, spec.lora, args.activation_checkpointing)
+    counts = parameter_counts(model)
+    log.info(
+        "%s: %s trainable of %s parameters",
+        spec.variant,
+        f"{counts['trainable_params']:,}",
+        f"{counts['total_params']:,}",
+    )
+    lexicon = load_lexicon(spec.augment["lexicon"]) if spec.term_masking else None
+    train_ds = (
+        EpochAugmentedDataset(train_records, tokenizer, spec, lexicon)
+        if lexicon is not None
+        else encode_dataset(train_records, tokenizer, spec)
+    )
+    padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    packing = spec.model.get("packing", False)
+    if packing:
+        prepare_for_packing(model)
+    loss_chunk_size = spec.model.get("loss_chunk_size")
+    if loss_chunk_size is not None:
+        output_weight(model.get_base_model())  # an output layer it cannot fuse fails here, not mid-run
+    callbacks = [
+        GradGroupNormCallback(),
+        HistoryCallback(out / "history.csv", out / "trainer_state.json"),
+        DivergenceCallback.from_settings(divergence),
+        CheckpointCommitCallback(),
+    ]
+    if lexicon is not None:
+        callbacks.append(EpochCallback(train_ds))
+    trainer = PipelineTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=encode_dataset(val_records, tokenizer, spec),
+        data_collator=flattening_collator() if packing else padded,
+        eval_data_collator=padded,
+        loss_chunk_size=loss_chunk_size,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    log_last(trainer)
+    # The run's identity, for resuming: its settings and data, not where its folder is.
+    identity = {**spec.to_dict(), "training": {k: v for k, v in spec.training.items() if k != "output_dir"}}
+    return TrainSetup(spec, trainer, counts, lexicon, fingerprint(identity, train_records, val_records))
+
+
+def prepare_run_dir(setup: TrainSetup, out: Path) -> str | None:
+    """Clear the outputs of an earlier run (they must not outlive a failure of this one) and
+    the checkpoints of another config or data; return the checkpoint to resume from."""
+    args = setup.trainer.args
+    with args.main_process_first(desc="checkpoints"):
+        if args.process_index == 0:
+            shutil.rmtree(out / "adapter", ignore_errors=True)
+            for name in ("metrics.json", "masking.json", SPEC_FILE):
+                (out / name).unlink(missing_ok=True)
+        reset_stale_checkpoints(out / "checkpoints", setup.fingerprint)
+    resume = last_checkpoint(out / "checkpoints")
+    if resume:
+        log.info("%s: resuming from %s", setup.spec.variant, resume)
+    return resume
+
+
+def run_training(setup: TrainSetup, resume: str | None, tracking: dict[str, Any] | None) -> dict[str, Any]:
+    """Train (from ``resume`` if given) and evaluate at the last step; return the figures of
+    this process: wall, training and evaluation seconds, and the tokens it trained on."""
+    trainer, spec = setup.trainer, setup.spec
+    start_tokens, start_step = 0, 0
+    if resume:
+        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
+        start_tokens = int(state.get("num_input_tokens_seen", 0))
+        start_step = int(state.get("global_step", 0))
+    start = time.perf_counter()
+    with swanlab_run(tracking, spec.variant, spec.to_dict(), main_process=trainer.args.process_index == 0):
+        trainer.train(resume_from_checkpoint=resume)
+        history = trainer.state.log_history
+        if not any("eval_loss" in e and e["step"] == trainer.state.global_step for e in history):
+            trainer.evaluate()  # the last step fell between two evaluations
+    wall = time.perf_counter() - start
+    # Evaluation inside the loop is not training: its time is reported apart.
+    eval_seconds = sum(e["eval_runtime"] for e in history if "eval_runtime" in e and e["step"] > start_step)
+    train_seconds = max(wall - eval_seconds, 0.0)
+    tokens = trainer.state.num_input_tokens_seen - start_tokens
+    return {
+        "wall_seconds": wall,
+        "train_seconds": train_seconds,
+        "eval_seconds": eval_seconds,
+        "tokens_per_second": tokens / train_seconds if train_seconds > 0 else None,
+    }
+
+
+def run_metrics(setup: TrainSetup, timing: dict[str, Any], resume: str | None) -> dict[str, Any]:
+    """``metrics.json``: the run's results from the Trainer's state, then this process's figures."""
+    state, args = setup.trainer.state, setup.trainer.args
+    train_losses = [e["loss"] for e in state.log_history if "loss" in e]
+    eval_losses = [e["eval_loss"] for e in state.log_history if "eval_loss" in e]
+    return {
+        "final_train_loss": train_losses[-1] if train_losses else None,
+        "final_eval_loss": eval_losses[-1],
+        "train_loss_mean": logged_loss_mean(state.log_history),
+        "steps": state.global_step,
+        "epochs": state.epoch,
+        "train_tokens": int(state.num_input_tokens_seen),
+        **setup.counts,
+        # Wall-time figures of this process (a resumed run did part of the work before).
+        **timing,
+        **peak_memory_bytes(),
+        "device": str(args.device),
+        "hardware": hardware_name(),
+        "cpu_count": os.cpu_count(),
+        "resumed_from": resume,
+    }
+
+
+def write_outputs(setup: TrainSetup, out: Path, train_records: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+    """Write the adapter, history, state, masking counts, spec and metrics (main process)."""
+    trainer, spec = setup.trainer, setup.spec
+    if not trainer.is_world_process_zero():
+        return
+    epochs_entered = max(1, math.ceil(trainer.state.epoch or 0))
+    masking = {
+        **spec.augment["term_masking"],
+        "epochs": masking_stats(train_records, spec.augment, setup.lexicon, spec.augment["seed"], epochs_entered),
+    }
+    with atomic_dir(out / "adapter") as tmp:
+        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        normalise_adapter_config(tmp, spec.base_model_id)
+        write_model_card(tmp, model_card(spec))
+    # A final evaluation may have been appended: keep the files in step with the state.
+    write_history_csv(out / "history.csv", trainer.state.log_history)
+    write_trainer_state(out / "trainer_state.json", trainer.state)
+    atomic_write_json(out / "masking.json", masking)
+    spec.write(out / SPEC_FILE)
+    atomic_write_json(out / "metrics.json", metrics)
+    # Checkpoints only serve to resume an interrupted run: a finished run drops them, so
+    # a rerun (new code, same config) trains afresh instead of resuming at the end.
+    clear_checkpoints(out / "checkpoints")
+
+
 def train_run(
     spec: RunSpec,
     train_records: list[dict[str, Any]],
@@ -154,136 +335,13 @@ def train_run(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    packing = bool(spec.model.get("packing", False))
-    spec = replace(spec, training=trainer_fields(spec.training, out, packing, report_to(tracking)))
-    spec = apply_device_fallbacks(spec)  # paged optimizers, bf16: CUDA-only asks, logged and recorded
-    if tracking_enabled(tracking):
-        spec.training.setdefault("run_name", spec.variant)  # transformers' SwanLab run name
-    args = TrainingArguments(**spec.training)
-    log_profile_overrides(spec)
-    loss_chunk_size = spec.model.get("loss_chunk_size")
-    if loss_chunk_size is not None and spec.training.get("use_liger_kernel"):
-        raise ConfigError(
-            "use_liger_kernel fuses the loss inside the model's forward pass, which model.loss_chunk_size "
-            "replaces; set model.loss_chunk_size=null to train with Liger's kernels"
-        )
-
-    # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
-    set_seed(args.seed)
-    model, tokenizer = load_model_and_tokenizer(spec.model)
-    model = add_lora(model, spec.lora, args.activation_checkpointing)
-    counts = parameter_counts(model)
-    log.info(
-        "%s: %s trainable of %s parameters",
-        spec.variant,
-        f"{counts['trainable_params']:,}",
-        f"{counts['total_params']:,}",
-    )
-
-    lexicon = load_lexicon(spec.augment["lexicon"]) if spec.term_masking else None
-    train_ds = (
-        EpochAugmentedDataset(train_records, tokenizer, spec, lexicon)
-        if spec.term_masking
-        else encode_dataset(train_records, tokenizer, spec)
-    )
-    val_ds = encode_dataset(val_records, tokenizer, spec)
-    padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
-    if packing:
-        prepare_for_packing(model)
-    if loss_chunk_size is not None:
-        output_weight(model.get_base_model())  # an output layer it cannot fuse fails here, not mid-run
-
-    callbacks = [
-        GradGroupNormCallback(),
-        HistoryCallback(out / "history.csv", out / "trainer_state.json"),
-        DivergenceCallback.from_settings(divergence),
-        CheckpointCommitCallback(),
-    ]
-    if spec.term_masking:
-        callbacks.append(EpochCallback(train_ds))
-    trainer = PipelineTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        data_collator=flattening_collator() if packing else padded,
-        eval_data_collator=padded,
-        loss_chunk_size=loss_chunk_size,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
-    log_last(trainer)
-    # The run's identity: its settings and data, not where its folder or its logs go.
-    where = ("output_dir", "report_to", "run_name")
-    identity = {**spec.to_dict(), "training": {k: v for k, v in spec.training.items() if k not in where}}
-    run_id = fingerprint(identity, train_records, val_records)
-    with args.main_process_first(desc="checkpoints"):
-        if args.process_index == 0:
-            # Outputs of an earlier run must not outlive a failure of this one.
-            shutil.rmtree(out / "adapter", ignore_errors=True)
-            for name in ("metrics.json", "masking.json", SPEC_FILE):
-                (out / name).unlink(missing_ok=True)
-        reset_stale_checkpoints(out / "checkpoints", run_id)
-    resume = last_checkpoint(out / "checkpoints")
-    start_tokens, start_step = 0, 0
-    if resume:
-        log.info("%s: resuming from %s", spec.variant, resume)
-        state = json.loads((Path(resume) / "trainer_state.json").read_text(encoding="utf-8"))
-        start_tokens = int(state.get("num_input_tokens_seen", 0))
-        start_step = int(state.get("global_step", 0))
-    start = time.perf_counter()
-    with swanlab_run(tracking, spec.variant, spec.to_dict(), main_process=args.process_index == 0):
-        trainer.train(resume_from_checkpoint=resume)
-        history = trainer.state.log_history
-        if not any("eval_loss" in e and e["step"] == trainer.state.global_step for e in history):
-            trainer.evaluate()  # the last step fell between two evaluations
-    wall = time.perf_counter() - start
-    # Evaluation inside the loop is not training: its time is reported apart.
-    eval_seconds = sum(e["eval_runtime"] for e in history if "eval_runtime" in e and e["step"] > start_step)
-    train_losses = [e["loss"] for e in history if "loss" in e]
-    eval_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
-    epochs_entered = max(1, math.ceil(trainer.state.epoch or 0))
-    masking = {
-        **spec.augment["term_masking"],
-        "epochs": masking_stats(train_records, spec.augment, lexicon, spec.augment["seed"], epochs_entered),
-    }
-    tokens = trainer.state.num_input_tokens_seen
-    train_seconds = max(wall - eval_seconds, 0.0)
-    metrics = {
-        "final_train_loss": train_losses[-1] if train_losses else None,
-        "final_eval_loss": eval_losses[-1],
-        "train_loss_mean": logged_loss_mean(history),
-        "steps": trainer.state.global_step,
-        "epochs": trainer.state.epoch,
-        "train_tokens": int(tokens),
-        **counts,
-        # Wall-time figures of this process (a resumed run did part of the work before).
-        "wall_seconds": wall,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "tokens_per_second": (tokens - start_tokens) / train_seconds if train_seconds > 0 else None,
-        **peak_memory_bytes(),
-        "device": str(args.device),
-        "hardware": hardware_name(),
-        "cpu_count": os.cpu_count(),
-        "resumed_from": resume,
-    }
-    if trainer.is_world_process_zero():
-        with atomic_dir(out / "adapter") as tmp:
-            trainer.model.save_pretrained(tmp, safe_serialization=True)
-            normalise_adapter_config(tmp, spec.base_model_id)
-            write_model_card(tmp, model_card(spec))
-        # A final evaluation may have been appended: keep the files in step with the state.
-        write_history_csv(out / "history.csv", history)
-        write_trainer_state(out / "trainer_state.json", trainer.state)
-        atomic_write_json(out / "masking.json", masking)
-        spec.write(out / SPEC_FILE)
-        atomic_write_json(out / "metrics.json", metrics)
-        # Checkpoints only serve to resume an interrupted run: a finished run drops them, so
-        # a rerun (new code, same config) trains afresh instead of resuming at the end.
-        clear_checkpoints(out / "checkpoints")
+    setup = build_trainer(spec, train_records, val_records, out, tracking, divergence)
+    resume = prepare_run_dir(setup, out)
+    timing = run_training(setup, resume, tracking)
+    metrics = run_metrics(setup, timing, resume)
+    write_outputs(setup, out, train_records, metrics)
     summary = {k: metrics[k] for k in ("final_train_loss", "final_eval_loss", "steps")}
-    log.info("%s: %s", spec.variant, json.dumps(summary))
+    log.info("%s: %s", setup.spec.variant, json.dumps(summary))
     return metrics
 
 

@@ -1,0 +1,78 @@
+"""Replies from a chat model: the one generation path of evaluate, chat and export.
+
+``generation`` is the config's ``generation`` section: ``transformers.GenerationConfig``
+fields (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``repetition_penalty``…),
+chosen per model profile (``conf/generation/``). A reply ends at ``<|im_end|>``, Qwen3's end of
+turn; sampling, when asked for, is seeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+# GenerationConfig fields that only sampling reads; dropped from a greedy call, where
+# transformers would warn that they are set and unused.
+SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff")
+
+
+def generate_kwargs(generation: dict[str, Any]) -> dict[str, Any]:
+    """``generation`` as ``model.generate`` keyword arguments: greedy unless ``do_sample``."""
+    kwargs = {k: v for k, v in generation.items() if v is not None}
+    kwargs["do_sample"] = bool(kwargs.get("do_sample", False))
+    if not kwargs["do_sample"]:
+        for name in SAMPLING_FIELDS:
+            kwargs.pop(name, None)
+    return kwargs
+
+
+@torch.no_grad()
+def generate_replies(
+    model,
+    tokenizer,
+    prompts: Sequence[list[int]],
+    generation: dict[str, Any],
+    batch_size: int = 8,
+    seed: int = 42,
+    token_counts: list[int] | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Generate a reply to each prompt (token ids) in left-padded batches.
+
+    Returns the decoded text after each prompt, special tokens kept, up to the first
+    ``<|im_end|>``; the number of tokens generated per reply is appended to ``token_counts``.
+    With ``do_sample`` the global RNG is seeded with ``seed`` first.
+    """
+    device = next(model.parameters()).device
+    stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id = tokenizer.pad_token_id
+    kwargs = generate_kwargs(generation)
+    if kwargs["do_sample"]:
+        torch.manual_seed(seed)
+    outputs: list[str] = []
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="generate", leave=False, disable=not progress):
+        batch = prompts[start : start + batch_size]
+        width = max(len(p) for p in batch)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, prompt in enumerate(batch):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt)
+            mask[row, width - len(prompt) :] = 1
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            eos_token_id=stop_id,
+            pad_token_id=pad_id,
+            **kwargs,
+        )
+        for row in out[:, width:].tolist():
+            if stop_id in row:
+                row = row[: row.index(stop_id)]
+            if token_counts is not None:
+                token_counts.append(len(row))
+            outputs.append(tokenizer.decode(row, skip_special_tokens=False))
+    return outputs
