@@ -123,6 +123,11 @@ QUICK = [
 ]
 
 
+# Params a stage reads that DVC does not track, each because no output of the stage changes
+# with it: train reads where SwanLab logs go (test_tracking_changes_no_trained_byte).
+UNTRACKED = {"train": {"tracking"}}
+
+
 def declared_params(definition: dict, variant: str | None) -> set[str]:
     """What DVC tracks for a stage: its ``params`` and the params interpolated in its fields."""
     text = yaml.safe_dump({k: v for k, v in definition.items() if k != "params"})
@@ -163,7 +168,7 @@ def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
     variant = "v3"  # term masking and modules_to_save: the widest variant
 
     def run(stage: str, *argv: str) -> None:
-        keys = declared_params(defs[stage], variant)
+        keys = declared_params(defs[stage], variant) | UNTRACKED.get(stage, set())
 
         def view(overrides, libraries=True):
             cfg = load_config([*QUICK, *overrides], libraries=libraries)
@@ -184,6 +189,30 @@ def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
     assert (workspace / "reports" / "report.md").exists()
     # The declared benchmark output exists with no benchmark configured.
     assert json.loads((workspace / "runs" / variant / "eval/benchmarks.json").read_text())["tasks"] == {}
+
+
+def test_tracking_changes_no_trained_byte(tmp_path):
+    """train reads ``tracking`` without declaring it: SwanLab logging must leave every output
+    of the stage as it is (so `-S tracking=disabled` retrains nothing)."""
+    from medsft.train.trainer import train_variant
+    from tests.test_training import FAST, RECORDS
+
+    outputs = (
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "adapter/README.md",
+        "run_config.yaml",
+        "history.csv",
+        "trainer_state.json",
+        "masking.json",
+    )
+    runs = {}
+    for mode in ("disabled", "offline"):
+        cfg = load_config([*FAST, f"tracking.mode={mode}", f"tracking.logdir={tmp_path / 'swanlog'}"])
+        train_variant(cfg, "v1", RECORDS[:4], RECORDS[4:6], tmp_path / "run")  # the same folder
+        runs[mode] = {name: (tmp_path / "run" / name).read_bytes() for name in outputs}
+    assert (tmp_path / "swanlog" / "v1").is_dir()  # offline tracking did log
+    assert runs["offline"] == runs["disabled"]
 
 
 def test_pruned_config_rejects_an_undeclared_read():

@@ -245,3 +245,42 @@ def test_an_experiment_travels_to_another_clone_through_a_git_remote(repo, tmp_p
     assert "variants.v2.lora.lora_dropout" in params and "0.15" in params
     metrics = run(["dvc", "metrics", "show", "--md"], other)
     assert "final_eval_loss" in metrics
+
+
+def changed_stages(repo: Path) -> set[str]:
+    """The stages `dvc status` finds changed (by params, deps or outputs)."""
+    return set(json.loads(run(["dvc", "status", "--json"], repo) or "{}"))
+
+
+def compose(repo: Path, *overrides: str) -> None:
+    run([sys.executable, "-m", "stages.compose", *overrides], repo)
+
+
+def test_settings_that_cannot_change_a_model_retrain_nothing(repo):
+    baseline(repo)
+    variants = {"v1", "v2", "v3"}
+    compose(repo, "generation.repetition_penalty=1.2", "generation.max_new_tokens=32")
+    assert changed_stages(repo) == {f"evaluate@{v}" for v in variants}
+    compose(repo, "tracking=disabled")
+    assert changed_stages(repo) <= {"report"}  # the report names the tracking mode; nothing trains
+    compose(repo)
+    assert changed_stages(repo) == set()
+
+
+def test_a_failed_exp_run_leaves_params_yaml_as_it_was(repo):
+    baseline(repo)
+    # A workspace that differs from the commit: what was there must come back, byte for byte.
+    compose(repo, "generation.repetition_penalty=1.3")
+    before = (repo / "params.yaml").read_bytes()
+    failing = {
+        "misspelt key": "+variants.v2.training.learnig_rate=1",
+        "bad type": "variants.v2.training.learning_rate=abc",
+        "a stage that raises": "variants.v2.lora.target_modules=[no_such_proj]",
+    }
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    for case, override in failing.items():
+        proc = subprocess.run(["dvc", "exp", "run", "-S", override], cwd=repo, env=env, capture_output=True, text=True)
+        assert proc.returncode != 0, case
+        assert "params.yaml is back as it was before it" in proc.stderr, (case, proc.stderr[-2000:])
+        assert (repo / "params.yaml").read_bytes() == before, case
+    compose(repo)

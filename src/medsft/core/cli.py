@@ -113,16 +113,25 @@ def run_stage(main: Callable[[], int]) -> int:
         status = main()
     except (UserError, FileNotFoundError) as err:
         if debugging():
-            restore_params()
+            _restore_after_failure()
             raise
         fail(str(err), code=1)
     except SystemExit as err:
         if err.code not in (0, None):
-            restore_params()
+            _restore_after_failure()
         raise
     except BaseException:  # a bug or an interrupt: the traceback stays, the workspace is restored
-        restore_params()
+        _restore_after_failure()
         raise
     if status:
-        restore_params()
+        _restore_after_failure()
     return status
+
+
+def _restore_after_failure() -> None:
+    """Restore params.yaml after a failure outside :func:`fail`, and say so."""
+    if restore_params():
+        print(
+            f"note: dvc exp run {os.environ['DVC_EXP_NAME']!r} failed: params.yaml is back as it was before it",
+            file=sys.stderr,
+        )
