@@ -21,10 +21,8 @@ def stage(*args: str, env: dict[str, str] | None = None, cwd=ROOT) -> subprocess
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
-    """stderr without the stages' INFO log lines and progress bars."""
-    return [
-        line for line in proc.stderr.splitlines() if line.strip() and not line[:2].isdigit() and "it/s]" not in line
-    ]
+    """The ``error:`` lines of stderr (what a library prints around them is not counted)."""
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
 
 
 def test_a_local_model_folder_that_does_not_exist_is_named(tmp_path):
@@ -87,10 +85,40 @@ def test_a_variant_setting_on_the_command_line_without_its_variant_gets_a_hint()
     assert "variants.v2.training.learning_rate" in proc.stderr
 
 
-def test_a_failed_exp_run_says_how_to_restore_params_yaml():
+def test_a_failed_exp_run_that_cannot_restore_params_yaml_says_how_to():
+    # Under `dvc exp run` (DVC names the experiment) but with no copy taken by that DVC process
+    # (medsft.core.exp_guard): the line says how to restore params.yaml by hand.
     proc = stage("stages.train", "v2", "variants.v2.training.learnig_rate=1", env={"DVC_EXP_NAME": "tidy-lark"})
     assert proc.returncode == 2
     (line,) = error_lines(proc)
     assert "did you mean 'learning_rate'" in line
     assert "dvc exp run 'tidy-lark' failed" in line and "git checkout params.yaml" in line
     assert "git checkout" not in error_lines(stage("stages.train", "v2", "variants.v2.training.learnig_rate=1"))[0]
+
+
+RESTORE = "from medsft.core.exp_guard import restore_params; print(restore_params())"
+
+
+@pytest.mark.parametrize(
+    ("where", "remembered_by", "restored"),
+    [
+        ("workspace", "an ancestor", True),
+        ("workspace", "another process", False),  # an older experiment's copy
+        ("elsewhere", "an ancestor", False),  # a queued or --temp experiment's copy of the repo
+    ],
+)
+def test_params_yaml_comes_back_only_in_the_experiment_that_took_the_copy(tmp_path, where, remembered_by, restored):
+    from medsft.core.exp_guard import GUARD_FILE, remember_params
+
+    (tmp_path / "params.yaml").write_text("lr: 1\n", encoding="utf-8")
+    guard = remember_params(tmp_path)  # as the DVC process does, before it writes params.yaml
+    if remembered_by == "another process":
+        guard.write_text(guard.read_text().replace(f'"pid": {os.getpid()}', '"pid": -1'), encoding="utf-8")
+    (tmp_path / "params.yaml").write_text("lr: abc\n", encoding="utf-8")  # the experiment's
+    cwd = tmp_path if where == "workspace" else tmp_path / "copy"
+    cwd.mkdir(exist_ok=True)
+    env = {**os.environ, "DVC_EXP_NAME": "tidy-lark", "DVC_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT / "src")}
+    out = subprocess.run([sys.executable, "-c", RESTORE], cwd=cwd, env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == str(restored), out.stderr
+    assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == ("lr: 1\n" if restored else "lr: abc\n")
+    assert (tmp_path / GUARD_FILE).exists() is not restored
