@@ -46,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     for r in result.rejects:
         log.warning("%s:%d: rejected (%s): %s", result.source, r.line, r.field or "record", r.reason)
     fraction = len(result.rejects) / result.total
+    by_kind = Counter(r.kind for r in result.rejects)
     if fraction > cfg.data.max_reject_fraction or not result.accepted:
+        common = ", ".join(f"{kind} ({n})" for kind, n in by_kind.most_common(3))
         fail(
             f"{result.source}: {len(result.rejects)} of {result.total} records rejected "
-            f"({fraction:.1%} > data.max_reject_fraction={cfg.data.max_reject_fraction}); "
+            f"({fraction:.1%} > data.max_reject_fraction={cfg.data.max_reject_fraction}), most for: {common}; "
             f"see {out / 'rejects.jsonl'}",
             code=1,
         )
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "source": result.source,
         "accepted": len(result.accepted),
         "rejected": len(result.rejects),
-        "rejected_by_reason": dict(Counter(r.reason.split(":")[0] for r in result.rejects)),
+        "rejected_by_reason": dict(sorted(by_kind.items())),
         "split": {"method": cfg.split.method, "val_fraction": cfg.split.val_fraction, "seed": cfg.split.seed},
         "splits": {
             name: token_stats(rows, tokenizer, fmt.system_prompt, fmt.target_style, max_length)

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from medsft.core.errors import UserError
+from medsft.core.ranges import check_own_ranges, check_ranges
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -227,11 +229,10 @@ def load_config(
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-    groups = [o for o in overrides if "." not in o.split("=", 1)[0] and is_group(o.split("=", 1)[0])]
-    for override in groups:  # tracking=disabled, model=qwen3-1.7b: the section of that option
-        group, option = override.split("=", 1)
-        for section, value in group_option(group, option).items():
-            raw[section] = value
+    groups = [o for o in overrides if is_group_override(o)]
+    for override in groups:  # tracking=disabled, model=qwen3-1.7b, variant@variants.v4=v2
+        for key, value in group_sections(override).items():
+            OmegaConf.update(raw, key, value, merge=False, force_add=True)
     dotlist = [o for o in overrides if o not in groups]
     for override in dotlist:
         head = override.split("=", 1)[0].split(".")[0].lstrip("+~")
@@ -251,26 +252,82 @@ CONF_DIR = Path("conf")
 
 
 def is_group(name: str) -> bool:
-    """Whether ``name`` is a config group that ``conf/config.yaml`` chooses an option of, with
-    a section of its own (``model``, ``data``, ``tracking``; not ``variant``, which is
-    packaged under ``variants.<name>``)."""
+    """Whether ``name`` is a config group that ``conf/config.yaml`` chooses options of
+    (``model``, ``data``, ``tracking``, and ``variant``, packaged under ``variants.<name>``)."""
     primary = CONF_DIR / "config.yaml"
     if not primary.exists():
         return False
-    defaults = OmegaConf.load(primary).get("defaults", [])
-    return any(isinstance(d, DictConfig) and name in d for d in defaults)
+    try:
+        defaults = OmegaConf.load(primary).get("defaults", [])
+    except yaml.YAMLError:
+        compose_conf()  # raises the one-line error naming the file and line
+        raise
+    return any(isinstance(d, DictConfig) and any(k.split("@")[0] == name for k in d) for d in defaults)
 
 
-def group_option(group: str, option: str) -> dict[str, DictConfig]:
-    """The sections that choosing ``group=option`` gives, composed by Hydra from ``conf/``: the
-    group's own and those its option brings (``model=qwen3-1.7b`` brings its ``generation``)."""
+def is_group_override(override: str) -> bool:
+    """``group=option`` or ``group@package=option`` (Hydra's syntax for choosing an option)."""
+    key = override.split("=", 1)[0].lstrip("+~")
+    return "." not in key.split("@", 1)[0] and is_group(key.split("@", 1)[0])
+
+
+def compose_conf(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """``conf/`` composed by Hydra with ``overrides``; a YAML error names the file and line,
+    an unknown option the group and the options it has, each as one :class:`ConfigError`."""
+    from hydra.errors import HydraException
+
+    for override in overrides or []:
+        _check_option(override)
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base=None):
+            return compose(config_name=config_name, overrides=list(overrides or []))
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{_relative(mark.name)}:{mark.line + 1}:{mark.column + 1}" if mark else str(CONF_DIR)
+        raise ConfigError(f"{where}: YAML syntax error: {err.problem or err.context}") from None
+    except HydraException as err:
+        raise ConfigError(_hydra_message(err)) from None
+
+
+def _check_option(override: str) -> None:
+    """Raise :class:`ConfigError` when ``override`` chooses an option its group lacks."""
+    key, _, option = override.partition("=")
+    group = key.lstrip("+~").split("@")[0]
+    if "." in group or not (CONF_DIR / group).is_dir() or "," in option or not option:
+        return  # a key=value setting, or a sweep's list of options
     if not (CONF_DIR / group / f"{option}.yaml").exists():
         options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-        raise ConfigError(f"{group}={option}: no option {option!r} in {CONF_DIR / group}/ (options: {options})")
-    with initialize_config_dir(config_dir=str(CONF_DIR.resolve()), version_base=None):
-        default = compose(config_name="config")
-        composed = compose(config_name="config", overrides=[f"{group}={option}"])
-    return {key: composed[key] for key in composed if key == group or composed[key] != default.get(key)}
+        raise ConfigError(f"{override}: no option {option!r} in {CONF_DIR / group}/ (options: {options})")
+
+
+def _relative(name: str) -> str:
+    try:
+        return str(Path(name).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return name
+
+
+def _hydra_message(err: Exception) -> str:
+    """Hydra's composition error in one line."""
+    return f"conf/: {' '.join(str(err).split())}"
+
+
+def group_sections(override: str) -> dict[str, Any]:
+    """What choosing a group option changes, composed from ``conf/``: ``{dotted key: node}``
+    for the option's own package (``model``, ``variants.v4``) and each other top-level section
+    the option brings (``model=qwen3-1.7b`` brings its ``generation``)."""
+    key, option = override.split("=", 1)
+    group, _, package = key.lstrip("+~").partition("@")
+    package = package or group
+    _check_option(override)
+    default = compose_conf()
+    exists = OmegaConf.select(default, package) is not None
+    composed = compose_conf([override if exists or override.startswith("+") else f"+{override}"])
+    changed = {package: OmegaConf.select(composed, package)}
+    for name in composed:
+        if name != package.split(".")[0] and composed[name] != default.get(name):
+            changed[name] = composed[name]
+    return changed
 
 
 def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = True) -> DictConfig:
@@ -300,8 +357,10 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
             raise ConfigError(f"{source}: variants.{name}.augment.term_masking.probability must be in [0, 1]")
     if cfg.model.pretrain.training is not None and cfg.model.pretrained_model_name_or_path is not None:
         raise ConfigError(f"{source}: model.pretrain.training is for the seeded architecture; set it to null")
+    check_own_ranges(cfg, source)
     if libraries:
         check_library_fields(cfg, source)
+        check_ranges(cfg, source)
     if not cfg.divergence.max_loss_ratio > 1:
         raise ConfigError(f"{source}: divergence.max_loss_ratio must be > 1, got {cfg.divergence.max_loss_ratio}")
     if cfg.divergence.zero_grad_norm_logs < 0:
