@@ -244,10 +244,13 @@ def test_a_broken_newest_checkpoint_falls_back_to_the_previous_one(checkpointed_
 def test_stage_processes_ask_mkl_for_reproducible_results():
     """MKL reads its reproducibility settings once, when torch loads it: the `stages` package
     sets them before any stage module imports torch, and keeps a value the user chose."""
-    probe = "import os, sys, stages; print(os.environ['MKL_CBWR'], os.environ['MKL_DYNAMIC'], 'torch' in sys.modules)"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MKL_")}
+    probe = (
+        "import os, sys, stages; e = os.environ; "
+        "print(e['MKL_CBWR'], e['MKL_DYNAMIC'], e['ATEN_CPU_CAPABILITY'], 'torch' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MKL_", "ATEN_"))}
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["AUTO,STRICT", "FALSE", "False"]
+    assert out.stdout.split() == ["AVX2,STRICT", "FALSE", "avx2", "False"]
     env["MKL_CBWR"] = "COMPATIBLE"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[0] == "COMPATIBLE"

@@ -44,13 +44,6 @@ def test_a_setting_the_user_made_is_kept(monkeypatch):
     assert runtime.reproducible_math()["MKL_CBWR"] == "COMPATIBLE,STRICT"
 
 
-def test_stage_processes_start_with_the_settings():
-    code = "import stages, os; print(os.environ['MKL_CBWR'], os.environ['MKL_DYNAMIC'])"
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("MKL_")}
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["AVX2,STRICT", "FALSE"]
-
-
 @pytest.mark.parametrize("noise", [True, False])
 def test_only_the_known_library_message_is_dropped(caplog, noise):
     import logging
