@@ -34,7 +34,8 @@ def main() -> None:
     adapter = train_dir("v1") / "adapter"
     if not adapter.exists():
         raise SystemExit(f"{adapter}: missing; run `dvc repro train@v1` first")
-    model, tok = load_adapter(RunSpec.read(adapter.parent).model, adapter)
+    spec = RunSpec.read(adapter.parent)
+    model, tok = load_adapter(spec.model, adapter, spec.artifacts)
     questions = [r["question"] for r in read_records(cfg.data.path).accepted[: args.questions]]
     system = cfg.format.system_prompt
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from medsft.core.cli import parse_variant_args, require_inputs, run_stage
-from medsft.core.io import atomic_write_json, read_jsonl, write_jsonl
+from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl, write_jsonl
+from medsft.core.outputs import check_output_dir, mark
 from medsft.data.augmentation import inject_knowledge, load_lexicon
 
 log = logging.getLogger("augment")
@@ -25,6 +26,8 @@ log = logging.getLogger("augment")
 
 def main(argv: list[str] | None = None) -> int:
     variant, cfg = parse_variant_args(argv, usage=__doc__, libraries=False)
+    check_output_dir("augment.out_dir", cfg.augment.out_dir, "augment", cfg.output_roots, per_variant=True)
+    check_output_dir("augment.out_dir", Path(cfg.augment.out_dir) / variant, "augment", cfg.output_roots)
     settings = OmegaConf.to_container(cfg.variants[variant].augment, resolve=True)
     source = Path(cfg.prepare.out_dir) / "train.jsonl"
     require_inputs((source, "prepare"))
@@ -42,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         records = out
 
     out_dir = Path(cfg.augment.out_dir) / variant
-    write_jsonl(out_dir / "train.jsonl", records)
     stats = {
         "variant": variant,
         "records": len(records),
@@ -53,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
             "by_term": dict(injected.most_common()),
         },
     }
-    atomic_write_json(out_dir / "stats.json", stats)
+    with atomic_dir(out_dir) as tmp:
+        write_jsonl(tmp / "train.jsonl", records)
+        atomic_write_json(tmp / "stats.json", stats)
+        mark(tmp, "augment")
     log.info("%s: %d records, %d with injected knowledge", variant, len(records), touched)
     return 0
 

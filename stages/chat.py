@@ -27,7 +27,7 @@ from medsft.core.config import load_config
 from medsft.core.paths import train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
 from medsft.modeling.loading import load_adapter
-from medsft.serve.chat import ChatSession, profile_notice
+from medsft.serve.chat import ChatInputError, ChatSession, profile_notice
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
     try:
         generation = chat_generation(OmegaConf.to_container(load_config().generation, resolve=True), args)
         spec, adapter = locate_run(args)
-        model, tokenizer = load_adapter(spec.model, adapter)
+        model, tokenizer = load_adapter(spec.model, adapter, spec.artifacts)
     except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch and ConfigError are ValueErrors
         fail(str(err))
     session = ChatSession(
@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
             question = line.strip()
             if not question or question in ("/exit", "/quit"):
                 break
-            answer(question)
+            try:
+                answer(question)
+            except ChatInputError as err:  # one turn refused; the conversation goes on
+                print(f"error: {err}", file=stderr, flush=True)
     return 0
 
 

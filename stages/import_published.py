@@ -16,6 +16,7 @@ from pathlib import Path
 from medsft.core.cli import fail, parse_args, run_stage
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, read_json
+from medsft.core.outputs import check_output_dir, mark
 from medsft.report.runs import load_imported_run
 
 log = logging.getLogger("import")
@@ -23,7 +24,8 @@ log = logging.getLogger("import")
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__, libraries=False)
-    source, out = Path(cfg.published.dir), Path(cfg.published.out_dir)
+    source = Path(cfg.published.dir)
+    out = check_output_dir("published.out_dir", cfg.published.out_dir, "import", cfg.output_roots)
     folders = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
     if not folders:
         fail(f"{source}: no run folders (published.dir); each holds a trainer_state.json and run_config.yaml")
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(folder / name, tmp / folder.name / name)
             write_history_csv(tmp / folder.name / "history.csv", state["log_history"])
             log.info("%s: %d logged steps, last step %d", folder.name, len(run.history), int(run.history["step"].max()))
+        mark(tmp, "import")
     return 0
 
 

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from medsft.core.cli import parse_args, require_inputs, run_stage
 from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl
+from medsft.core.outputs import check_output_dir, mark
 from medsft.train.pretrain import pretrain_base
 
 log = logging.getLogger("pretrain")
@@ -25,13 +26,14 @@ log = logging.getLogger("pretrain")
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    out = Path(model["pretrain"]["output_dir"])
+    out = check_output_dir("model.pretrain.output_dir", model["pretrain"]["output_dir"], "pretrain", cfg.output_roots)
     if not model["pretrain"]["training"]:
         with atomic_dir(out) as tmp:
             atomic_write_json(
                 tmp / "NO_PRETRAINING.json",
                 {"profile": model["name"], "base": model["pretrained_model_name_or_path"] or "the seeded init"},
             )
+            mark(tmp, "pretrain")
         log.info("profile %s: no pretraining (model.pretrain.training is null)", model["name"])
         return 0
     train_file = Path(cfg.prepare.out_dir) / "train.jsonl"

@@ -15,9 +15,12 @@ import logging
 import sys
 from pathlib import Path
 
+from medsft.core.artifacts import ArtifactMismatch, verify_run_artifacts
 from medsft.core.cli import fail, parse_args, require_inputs, run_stage
 from medsft.core.io import read_json
-from medsft.core.spec import BASE_FILE
+from medsft.core.outputs import check_output_dir
+from medsft.core.paths import train_dir
+from medsft.core.spec import BASE_FILE, RunSpec
 from medsft.report import provenance
 from medsft.report.render import ReportInputs, render_report
 from medsft.report.runs import load_dag_run, load_imported_run
@@ -28,6 +31,7 @@ log = logging.getLogger("report")
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _, cfg = parse_args(args, usage=__doc__, libraries=False)
+    check_output_dir("report.out_dir", cfg.report.out_dir, "report", cfg.output_roots)
     imported = dict(cfg.report.runs)
     if imported:
         try:
@@ -41,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         try:
             runs = {n: load_dag_run(n) for n in cfg.variants}
+            for name in runs:  # the adapters these metrics describe are still the ones trained
+                verify_run_artifacts(RunSpec.read(train_dir(name)).artifacts, train_dir(name) / "adapter")
+        except ArtifactMismatch as err:
+            fail(str(err), code=1)
         except (FileNotFoundError, ValueError) as err:
             fail(str(err))
         data_stats = read_json(Path(cfg.prepare.out_dir) / "stats.json") or None

@@ -284,3 +284,35 @@ def test_a_failed_exp_run_leaves_params_yaml_as_it_was(repo):
         assert "params.yaml is back as it was before it" in proc.stderr, (case, proc.stderr[-2000:])
         assert (repo / "params.yaml").read_bytes() == before, case
     compose(repo)
+
+
+def test_a_corrupted_cache_file_is_refused_naming_it(repo):
+    """64 bytes of v1's adapter flipped in the DVC cache, then `dvc checkout`: DVC restores
+    the damaged file without noticing; evaluate refuses it against train's SHA-256."""
+    baseline(repo)
+    cache = repo / ".dvc" / "cache" / "files" / "md5"
+    manifest = lock_outs(repo, "train@v1")["runs/v1/train/adapter"].removesuffix(".dir")
+    entries = json.loads((cache / manifest[:2] / f"{manifest[2:]}.dir").read_text(encoding="utf-8"))
+    md5 = next(e["md5"] for e in entries if e["relpath"] == "adapter_model.safetensors")
+    blob = cache / md5[:2] / md5[2:]
+    original = blob.read_bytes()
+    damaged = original[:-64] + bytes(b ^ 0xFF for b in original[-64:])
+    weights = repo / "runs/v1/train/adapter/adapter_model.safetensors"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", MEDSFT_DEBUG="")
+    try:
+        blob.chmod(0o644)
+        blob.write_bytes(damaged)
+        shutil.rmtree(weights.parent)
+        run(["dvc", "checkout", "train@v1"], repo)
+        assert weights.read_bytes() == damaged
+        proc = subprocess.run(
+            [sys.executable, "-m", "stages.evaluate", "v1"], cwd=repo, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+        assert line.startswith("error: runs/v1/train/adapter/adapter_model.safetensors: its SHA-256 differs"), line
+    finally:
+        blob.write_bytes(original)
+        shutil.rmtree(weights.parent, ignore_errors=True)
+        run(["dvc", "checkout", "train@v1"], repo)
+    assert changed_stages(repo) == set()  # the earlier evaluation was left whole

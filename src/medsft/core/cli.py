@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -105,6 +106,10 @@ def require_inputs(*inputs: tuple[Path, str]) -> None:
             fail(f"{path}: not found; it is written by the {stage} stage (run: dvc repro {stage})")
 
 
+# A folder that cannot be written or a full disk: the user's to fix, in one line.
+STORAGE_ERRORS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
 def run_stage(main: Callable[[], int]) -> int:
     """Run a stage's ``main``. A mistake the user can fix (a :class:`UserError`, or a missing
     file) ends in one ``error:`` line (:func:`fail`) and exit status 1; ``MEDSFT_DEBUG=1``
@@ -120,6 +125,11 @@ def run_stage(main: Callable[[], int]) -> int:
         if err.code not in (0, None):
             _restore_after_failure()
         raise
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS or debugging():
+            _restore_after_failure()
+            raise
+        fail(f"{err.filename or 'an output'}: {err.strerror}", code=1)
     except BaseException:  # a bug or an interrupt: the traceback stays, the workspace is restored
         _restore_after_failure()
         raise

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from medsft.core.errors import UserError
+from medsft.core.outputs import OutputPathError, check_name
 from medsft.core.ranges import check_own_ranges, check_ranges
 
 PARAMS_FILE = Path("params.yaml")
@@ -211,6 +212,8 @@ class Config:
     published: PublishedConfig = field(default_factory=PublishedConfig)
     sweep_name: str = "ci"
     sweep_variant: str = "v2"
+    # Folders outside the repository where stages may write their outputs (medsft.core.outputs).
+    output_roots: list[str] = field(default_factory=list)
 
 
 def load_config(
@@ -358,6 +361,12 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
     if cfg.model.pretrain.training is not None and cfg.model.pretrained_model_name_or_path is not None:
         raise ConfigError(f"{source}: model.pretrain.training is for the seeded architecture; set it to null")
     check_own_ranges(cfg, source)
+    try:  # names that become folders: runs/<variant>, sweeps/<sweep_name>
+        for name in cfg.variants:
+            check_name("variants", name)
+        check_name("sweep_name", cfg.sweep_name)
+    except OutputPathError as err:
+        raise ConfigError(f"{source}: {err}") from None
     if libraries:
         check_library_fields(cfg, source)
         check_ranges(cfg, source)

@@ -74,6 +74,9 @@ class RunSpec:
     # What decides the run's bits beyond its settings (medsft.core.runtime): deterministic
     # algorithms, the kernels' instruction set, MKL's code path, the thread count.
     reproducibility: dict[str, Any] = field(default_factory=dict)
+    # SHA-256 of the files the run wrote and read (medsft.core.artifacts): "adapter/<file>"
+    # relative to the run folder, and the pipeline-made base's weights by their path.
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_model_id(self) -> str:
@@ -89,7 +92,7 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("device_fallbacks", "reproducibility"):  # written only when set
+        for optional in ("device_fallbacks", "reproducibility", "artifacts"):  # written only when set
             if not data[optional]:
                 del data[optional]
         return data

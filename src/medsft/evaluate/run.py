@@ -16,6 +16,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from medsft.core.artifacts import verify_run_artifacts
+from medsft.core.errors import UserError
 from medsft.core.io import atomic_write_json, write_jsonl
 from medsft.core.runtime import reproducibility_settings
 from medsft.core.spec import RunSpec
@@ -25,6 +27,13 @@ from medsft.evaluate.benchmarks import load_tasks, run_benchmarks
 from medsft.evaluate.metrics import score_replies, term_document_frequency
 from medsft.modeling.generation import generate_replies
 from medsft.modeling.loading import load_adapter
+
+# What evaluate writes into runs/<variant>/eval/.
+OUTPUTS = ("metrics.json", "generations.jsonl", "probes.jsonl", "benchmarks.json")
+
+
+class EvaluateInputError(UserError, ValueError):
+    """An input of evaluate that is not there or not what it should be; names the key."""
 
 
 @torch.no_grad()
@@ -100,12 +109,20 @@ def evaluate_run(
     ``generation``: the ``generation`` section (GenerationConfig fields).
     """
     reproducibility_settings()
-    # First: an unknown task name or task data that cannot be fetched fails before the model loads.
+    # What can fail without the model fails first, leaving an earlier evaluation whole: the
+    # probes file, an unknown task name or task data that cannot be fetched, an adapter that
+    # changed since training.
+    probes = load_probes(settings.get("probes"))
     benchmarks = load_tasks(settings["benchmarks"], settings["lm_eval"]["include_path"])
+    verify_run_artifacts(spec.artifacts, adapter_dir)
+    out = Path(out_dir)
+    # Then the earlier outputs go: a failure from here on leaves none of them beside new ones.
+    for name in OUTPUTS:
+        (out / name).unlink(missing_ok=True)
     fmt = spec.format
     lexicon = load_lexicon(lexicon_path)
     batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
-    model, tokenizer = load_adapter(spec.model, adapter_dir)
+    model, tokenizer = load_adapter(spec.model, adapter_dir, spec.artifacts)
 
     encoded = encode_records(val, tokenizer, fmt["system_prompt"], fmt["target_style"], spec.max_length)
     metrics: dict[str, Any] = token_weighted_loss(model, encoded, batch_size, tokenizer.pad_token_id)
@@ -119,7 +136,11 @@ def evaluate_run(
     items, summary = score_replies(
         outputs, [r["answer"] for r in held_out], lexicon, train_df, settings["rare_term_threshold"]
     )
-    out = Path(out_dir)
+    answers = generate([p["question"] for p in probes]) if probes else []
+    metrics.update(summary)
+    metrics.update(num_generations=len(outputs), decoding="sampling" if generation.get("do_sample") else "greedy")
+    scores = run_benchmarks(model, tokenizer, benchmarks, settings["lm_eval"], batch_size)
+    # All computed: the outputs are written together.
     write_jsonl(
         out / "generations.jsonl",
         (
@@ -127,17 +148,27 @@ def evaluate_run(
             for r, o, s in zip(held_out, outputs, items, strict=True)
         ),
     )
-    probes = []
-    if settings.get("probes"):
-        with open(settings["probes"], encoding="utf-8") as fh:
-            probes = yaml.safe_load(fh)["probes"]
-        answers = generate([p["question"] for p in probes])
-        probes = [{**p, "output": a} for p, a in zip(probes, answers, strict=True)]
-    write_jsonl(out / "probes.jsonl", probes)
-    metrics.update(summary)
-    metrics.update(num_generations=len(outputs), decoding="sampling" if generation.get("do_sample") else "greedy")
+    write_jsonl(out / "probes.jsonl", [{**p, "output": a} for p, a in zip(probes, answers, strict=True)])
+    atomic_write_json(out / "benchmarks.json", scores)
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_json(
-        out / "benchmarks.json", run_benchmarks(model, tokenizer, benchmarks, settings["lm_eval"], batch_size)
-    )
     return metrics
+
+
+def load_probes(path: str | None) -> list[dict[str, Any]]:
+    """The probe questions of ``evaluate.probes`` (a YAML file with a ``probes`` list of
+    mappings that hold a ``question``), or none when it is null."""
+    if not path:
+        return []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise EvaluateInputError(f"evaluate.probes={path}: not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise EvaluateInputError(f"evaluate.probes={path}: cannot be read ({' '.join(str(err).split())})") from None
+    probes = data.get("probes") if isinstance(data, dict) else None
+    if not isinstance(probes, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("question"), str) for p in probes
+    ):
+        raise EvaluateInputError(f"evaluate.probes={path}: expected `probes:` a list of entries with a `question`")
+    return probes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -11,8 +12,10 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM
 
+from medsft.core.artifacts import verify_run_artifacts
 from medsft.core.errors import UserError
 from medsft.core.spec import base_model_id
 from medsft.data.tokenizer import load_tokenizer
@@ -27,8 +30,15 @@ def peft_quietly(wrap, *args, **kwargs):
         return wrap(*args, **kwargs)
 
 
+log = logging.getLogger(__name__)
+
+
 class BaseModelMismatch(UserError, ValueError):
     """An adapter is loaded on a base model other than the one it was trained on."""
+
+
+class AdapterFormatError(UserError, ValueError):
+    """An adapter folder that is not safetensors, or not readable as such."""
 
 
 def build_tiny_qwen3(config: dict[str, Any], init_seed: int) -> PreTrainedModel:
@@ -134,16 +144,38 @@ def check_adapter_base(adapter_dir: str | Path, expected: str) -> None:
         )
 
 
-def load_adapter(model: dict[str, Any], adapter_dir: str | Path):
+def check_safetensors_only(adapter_dir: str | Path) -> None:
+    """Refuse an adapter folder without ``adapter_model.safetensors`` or with pickled weights
+    beside it: peft would load a ``.bin`` through torch's unpickler."""
+    adapter_dir = Path(adapter_dir)
+    pickled = sorted(p.name for p in adapter_dir.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".ckpt", ".pkl"))
+    if pickled:
+        raise AdapterFormatError(f"{adapter_dir}: holds {pickled}; adapters load from safetensors only")
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise AdapterFormatError(f"{adapter_dir}: no adapter_model.safetensors (adapters load from safetensors only)")
+
+
+def load_adapter(model: dict[str, Any], adapter_dir: str | Path, artifacts: dict[str, str] | None = None):
     """Base model of the profile with a trained adapter loaded on top, in eval mode.
 
-    The adapter must record this base (:func:`check_adapter_base`); a shape mismatch (a
-    checkpoint of another size) is a one-line :class:`BaseModelMismatch` too.
+    ``artifacts``: the hashes train recorded (``RunSpec.artifacts``), checked first
+    (:func:`verify_run_artifacts`). The adapter must be safetensors and record this base
+    (:func:`check_adapter_base`); a shape mismatch (a checkpoint of another size) or an
+    unreadable file is a one-line error too.
     """
+    if artifacts:
+        verify_run_artifacts(artifacts, adapter_dir)
+    else:
+        log.warning("%s: not verified (its run_config.yaml records no SHA-256; retrain to record them)", adapter_dir)
     check_adapter_base(adapter_dir, model["base_model_id"])
+    check_safetensors_only(adapter_dir)
     base, tokenizer = load_model_and_tokenizer(model)
     try:
         peft_model = peft_quietly(PeftModel.from_pretrained, base, str(adapter_dir))
+    except SafetensorError as err:
+        raise AdapterFormatError(
+            f"{adapter_dir}/adapter_model.safetensors: not readable as safetensors ({err})"
+        ) from None
     except RuntimeError as err:
         if "size mismatch" not in str(err):
             raise

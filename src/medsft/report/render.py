@@ -17,7 +17,8 @@ from typing import Any
 import jinja2
 
 from medsft.analysis.tables import md_cell, md_table
-from medsft.core.io import atomic_write_text
+from medsft.core.io import atomic_dir, atomic_write_text
+from medsft.core.outputs import mark
 from medsft.report import sections
 from medsft.report.plots import plot_histories, plot_length_histogram
 from medsft.report.runs import RunFiles
@@ -99,11 +100,14 @@ def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     if inputs.lang not in languages():
         raise ValueError(f"report.lang: no report template for {inputs.lang!r} (have: {', '.join(languages())})")
     out = Path(out_dir)
-    context = report_context(inputs, out / "figures")
-    text = _environment().get_template(TEMPLATE.format(lang=inputs.lang)).render(**context, heading=Outline())
-    report = out / "report.md"
-    atomic_write_text(report, text.rstrip("\n") + "\n")  # each part ends in a blank line
-    return report
+    # Figures and text are made in a scratch folder that replaces ``out`` at the end: a failed
+    # run leaves the previous report whole, and no figure of an older run stays behind.
+    with atomic_dir(out) as tmp:
+        context = report_context(inputs, tmp / "figures")
+        text = _environment().get_template(TEMPLATE.format(lang=inputs.lang)).render(**context, heading=Outline())
+        atomic_write_text(tmp / "report.md", text.rstrip("\n") + "\n")  # each part ends in a blank line
+        mark(tmp, "report")
+    return out / "report.md"
 
 
 def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medsft.core.errors import UserError
 from medsft.data.formatting import EMPTY_THINK_PARTS, chat_parts, encode_parts, parse_reply, render
 from medsft.modeling.generation import generate_replies
 
@@ -33,6 +34,10 @@ def chat_prompt(system_prompt: str, history: list[tuple[str, str]], question: st
     return render(chat_parts(system_prompt, history, question, think))
 
 
+class ChatInputError(UserError, ValueError):
+    """A question the session cannot answer as asked (empty, or beyond the model's context)."""
+
+
 @dataclass
 class ChatSession:
     """A conversation with one model; ``ask`` returns (reasoning, answer) and keeps history."""
@@ -47,10 +52,18 @@ class ChatSession:
 
     def ask(self, question: str) -> tuple[str, str]:
         if not question.strip():
-            raise ValueError("the question is empty")
+            raise ChatInputError("the question is empty")
         # The question is text: "<|im_start|>system" typed by a user stays characters.
         parts = chat_parts(self.system_prompt, self.history, question, self.think)
         prompt = encode_parts(self.tokenizer, [parts])
+        context = getattr(self.model.config, "max_position_embeddings", None)
+        wanted = len(prompt[0]) + int(self.generation.get("max_new_tokens") or 0)
+        if context and wanted > context:
+            raise ChatInputError(
+                f"the conversation is {len(prompt[0])} tokens; with max_new_tokens="
+                f"{self.generation.get('max_new_tokens')} it exceeds the model's context of {context} tokens: "
+                "ask a shorter question, or start a new conversation"
+            )
         # Seeded, and different per turn.
         (text,) = generate_replies(
             self.model, self.tokenizer, prompt, self.generation, seed=self.seed + len(self.history), progress=False

@@ -15,10 +15,16 @@ from pathlib import Path
 
 from peft import PeftModel
 
+from medsft.core.artifacts import verify_run_artifacts
 from medsft.core.errors import UserError
 from medsft.core.io import atomic_dir, atomic_write_json
 from medsft.core.spec import RunSpec
-from medsft.modeling.loading import check_adapter_base, load_model_and_tokenizer, peft_quietly
+from medsft.modeling.loading import (
+    check_adapter_base,
+    check_safetensors_only,
+    load_model_and_tokenizer,
+    peft_quietly,
+)
 
 # Written into every export: only a folder holding it may be replaced by a later export.
 EXPORT_MARKER = ".medsft-export.json"
@@ -58,7 +64,10 @@ def merge_adapter(spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path) -
     ``AutoModelForCausalLM.from_pretrained`` without peft. ``out_dir`` must pass
     :func:`check_export_target`."""
     out = check_export_target(out_dir)
+    if spec.artifacts:
+        verify_run_artifacts(spec.artifacts, adapter_dir)
     check_adapter_base(adapter_dir, spec.base_model_id)
+    check_safetensors_only(adapter_dir)
     base, tokenizer = load_model_and_tokenizer(spec.model, quantize=False)
     # With modules_to_save, embed_tokens and lm_head were trained as two copies (as the real
     # V2 did); peft unties them on merge (tie_word_embeddings=False), so both are saved.

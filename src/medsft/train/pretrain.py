@@ -20,6 +20,7 @@ from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.outputs import mark
 from medsft.core.runtime import reproducibility_settings
 from medsft.core.spec import BASE_FILE, base_model_id
 from medsft.data.formatting import IGNORE_INDEX, encode_records
@@ -102,6 +103,7 @@ def pretrain_base(
             "reproducibility": reproducibility,
         }
         atomic_write_json(tmp / BASE_FILE, info)
+        mark(tmp, "pretrain")
     log.info(
         "base model: %s, loss %s -> %s over %d steps", identity, info["first_loss"], info["final_loss"], info["steps"]
     )

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
 
+from medsft.core.artifacts import run_artifacts
 from medsft.core.history import write_history_csv, write_trainer_state
 from medsft.core.io import atomic_dir, atomic_write_json
 from medsft.core.runtime import reproducibility_settings
@@ -306,6 +307,8 @@ def write_outputs(setup: TrainSetup, out: Path, train_records: list[dict[str, An
         trainer.model.save_pretrained(tmp, safe_serialization=True)
         normalise_adapter_config(tmp, spec.base_model_id)
         write_model_card(tmp, model_card(spec))
+        # What every consumer checks before it reads the adapter (medsft.core.artifacts).
+        spec = replace(spec, artifacts=run_artifacts(tmp, spec.model))
     # A final evaluation may have been appended: keep the files in step with the state.
     write_history_csv(out / "history.csv", trainer.state.log_history)
     write_trainer_state(out / "trainer_state.json", trainer.state)
