@@ -18,16 +18,19 @@ from omegaconf import OmegaConf
 
 from medsft.core.cli import parse_variant_args, require_inputs, run_stage
 from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl, write_jsonl
-from medsft.core.outputs import check_output_dir, mark
+from medsft.core.outputs import check_output_dir, check_output_place
 from medsft.data.augmentation import inject_knowledge, load_lexicon
 
 log = logging.getLogger("augment")
 
+OUTPUTS = ("train.jsonl", "stats.json")  # the files dvc.yaml declares, per variant
+
 
 def main(argv: list[str] | None = None) -> int:
     variant, cfg = parse_variant_args(argv, usage=__doc__, libraries=False)
-    check_output_dir("augment.out_dir", cfg.augment.out_dir, "augment", cfg.output_roots, per_variant=True)
-    check_output_dir("augment.out_dir", Path(cfg.augment.out_dir) / variant, "augment", cfg.output_roots)
+    # A folder of per-variant folders; each holds the two files DVC tracks, and nothing else.
+    check_output_place("augment.out_dir", cfg.augment.out_dir, cfg.output_roots)
+    check_output_dir("augment.out_dir", Path(cfg.augment.out_dir) / variant, "augment", cfg.output_roots, OUTPUTS)
     settings = OmegaConf.to_container(cfg.variants[variant].augment, resolve=True)
     source = Path(cfg.prepare.out_dir) / "train.jsonl"
     require_inputs((source, "prepare"))
@@ -58,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "train.jsonl", records)
         atomic_write_json(tmp / "stats.json", stats)
-        mark(tmp, "augment")
     log.info("%s: %d records, %d with injected knowledge", variant, len(records), touched)
     return 0
 

@@ -25,7 +25,8 @@ log = logging.getLogger("import")
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__, libraries=False)
     source = Path(cfg.published.dir)
-    out = check_output_dir("published.out_dir", cfg.published.out_dir, "import", cfg.output_roots)
+    runs = tuple(p.name for p in source.iterdir() if p.is_dir()) if source.is_dir() else ()
+    out = check_output_dir("published.out_dir", cfg.published.out_dir, "import", cfg.output_roots, runs)
     folders = sorted(p for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
     if not folders:
         fail(f"{source}: no run folders (published.dir); each holds a trainer_state.json and run_config.yaml")

@@ -23,10 +23,12 @@ from medsft.data.tokenizer import load_tokenizer
 
 log = logging.getLogger("prepare")
 
+OUTPUTS = ("train.jsonl", "val.jsonl", "rejects.jsonl", "stats.json")
+
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__, libraries=False)
-    out = check_output_dir("prepare.out_dir", cfg.prepare.out_dir, "prepare", cfg.output_roots)
+    out = check_output_dir("prepare.out_dir", cfg.prepare.out_dir, "prepare", cfg.output_roots, OUTPUTS)
     fmt, max_length = cfg.format, cfg.model.max_length
     try:
         result = load_source(

@@ -22,11 +22,19 @@ from medsft.train.pretrain import pretrain_base
 
 log = logging.getLogger("pretrain")
 
+# A saved base (transformers' checkpoint and tokenizer files, ours) or the note of a profile without one.
+OUTPUTS = (
+    *("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"),
+    *("chat_template.jinja", "special_tokens_map.json", "history.csv", "base.json", "NO_PRETRAINING.json"),
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    out = check_output_dir("model.pretrain.output_dir", model["pretrain"]["output_dir"], "pretrain", cfg.output_roots)
+    out = check_output_dir(
+        "model.pretrain.output_dir", model["pretrain"]["output_dir"], "pretrain", cfg.output_roots, OUTPUTS
+    )
     if not model["pretrain"]["training"]:
         with atomic_dir(out) as tmp:
             atomic_write_json(

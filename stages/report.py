@@ -31,7 +31,7 @@ log = logging.getLogger("report")
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     _, cfg = parse_args(args, usage=__doc__, libraries=False)
-    check_output_dir("report.out_dir", cfg.report.out_dir, "report", cfg.output_roots)
+    check_output_dir("report.out_dir", cfg.report.out_dir, "report", cfg.output_roots, ("report.md", "figures"))
     imported = dict(cfg.report.runs)
     if imported:
         try:

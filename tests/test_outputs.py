@@ -60,8 +60,9 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_no_stage_writes_over_what_it_does_not_own(workspace, capsys, module, key, args, target):
     repo, home = workspace
     user = repo / "mine"
-    user.mkdir()
-    (user / "stats.json").write_text("{}\n", encoding="utf-8")
+    (user / "v1").mkdir(parents=True)  # as augment.out_dir: its v1/ folder is the user's too
+    for name in ("stats.json", "notes.txt", "v1/notes.txt"):
+        (user / name).write_text("mine\n", encoding="utf-8")
     path = {"home": home, "root": Path("/"), "repo": repo, "user folder": user, "outside": home.parent / "elsewhere"}
     where = path[target]
     before_home, before_user = snapshot(home), snapshot(user)

@@ -61,21 +61,21 @@ def check_output_dir(
     path: str | Path,
     stage: str,
     output_roots: list[str] | tuple[str, ...] = (),
+    own: tuple[str, ...] = (),
     root: str | Path = ".",
-    per_variant: bool = False,
 ) -> Path:
-    """Return ``path`` when ``stage`` may (re)write it as its output folder (a place for
-    outputs, :func:`check_output_place`, that is new, empty or the stage's own; with
-    ``per_variant``, a folder of the stage's per-variant folders); raise
-    :class:`OutputPathError` naming ``key`` otherwise."""
+    """Return ``path`` when ``stage`` may (re)write it as its output folder: a place for
+    outputs (:func:`check_output_place`) that is new, empty, holds the stage's marker, or
+    holds nothing but the stage's own outputs (``own``: the names it writes, as a DVC
+    checkout or an earlier version leaves them); raise :class:`OutputPathError` naming
+    ``key`` otherwise."""
     out = check_output_place(key, path, output_roots, root)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise OutputPathError(f"{key}={path}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and written_by(out) != stage:
-        if per_variant and all(p.is_dir() and written_by(p) == stage for p in out.iterdir()):
-            return out  # a folder of the stage's per-variant outputs
-        owner = written_by(out)
-        why = f"written by the {owner} stage" if owner else f"holds files no stage of this pipeline wrote (no {MARKER})"
+    owner = written_by(out) if out.is_dir() else None
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in (*own, MARKER)) if out.is_dir() else []
+    if owner not in (None, stage) or (owner is None and foreign):
+        why = f"written by the {owner} stage" if owner else f"holds {foreign[:5]}, which {stage} did not write"
         raise OutputPathError(f"{key}={path}: {why}; choose a new or empty folder, or remove it yourself")
     return out
 
