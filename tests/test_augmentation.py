@@ -85,7 +85,8 @@ def test_augment_stage_injects_knowledge_and_counts_it(tmp_path):
     recs = [{"question": f"第{i}例糖尿病多尿，高血压吗", "think": "t", "answer": "糖尿病需控制饮食"} for i in range(40)]
     (prepared / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
     out = tmp_path / "aug"
-    args = [f"prepare.out_dir={prepared}", f"augment.out_dir={out}", "variants.v3.augment.knowledge_injection=true"]
+    args = [f"prepare.out_dir={prepared}", f"augment.out_dir={out}", f"output_roots=[{tmp_path}]"]
+    args.append("variants.v3.augment.knowledge_injection=true")
     assert main(["v3", *args]) == 0
     stats = json.loads((out / "v3" / "stats.json").read_text())
     written = [json.loads(line) for line in (out / "v3" / "train.jsonl").read_text().splitlines()]
@@ -110,7 +111,11 @@ def test_augment_stage_is_byte_identical_and_masks_follow_the_seed(tmp_path):
         {"question": f"第{i}例糖尿病多尿，高血压怎么办", "think": "t", "answer": "糖尿病需控制饮食"} for i in range(60)
     ]
     (prepared / "train.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-    common = [f"prepare.out_dir={prepared}", "variants.v3.augment.knowledge_injection=true"]
+    common = [
+        f"prepare.out_dir={prepared}",
+        "variants.v3.augment.knowledge_injection=true",
+        f"output_roots=[{tmp_path}]",
+    ]
     for name in ("a", "b"):
         assert main(["v3", *common, f"augment.out_dir={tmp_path / name}"]) == 0
     read = {n: [(tmp_path / n / "v3" / f).read_bytes() for f in ("train.jsonl", "stats.json")] for n in "ab"}

@@ -182,7 +182,14 @@ def test_invisible_or_contentless_text_is_no_target(tmp_path, field, value, kind
 
 def test_data_errors_exit_1_with_one_line_and_debug_shows_the_traceback(tmp_path):
     path = write_lines(tmp_path / "gb.jsonl", GOOD_LINES, encoding="gb18030")
-    cmd = [sys.executable, "-m", "stages.prepare", f"data.path={path}", f"prepare.out_dir={tmp_path / 'out'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stages.prepare",
+        f"data.path={path}",
+        f"prepare.out_dir={tmp_path / 'out'}",
+        f"output_roots=[{tmp_path}]",
+    ]
     for debug in ("", "1"):
         env = {**os.environ, "MEDSFT_DEBUG": debug}
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -124,8 +124,14 @@ QUICK = [
 
 
 # Params a stage reads that DVC does not track, each because no output of the stage changes
-# with it: train reads where SwanLab logs go (test_tracking_changes_no_trained_byte).
-UNTRACKED = {"train": {"tracking"}}
+# with it: train reads where SwanLab logs go (test_tracking_changes_no_trained_byte); the
+# stages with an out_dir key read output_roots, which only allows places (the out_dir keys,
+# which say where the outputs go, are declared).
+ALLOWS_PLACES = {"output_roots"}
+UNTRACKED = {
+    "train": {"tracking"},
+    **dict.fromkeys(("prepare", "pretrain", "import", "augment", "report"), ALLOWS_PLACES),
+}
 
 
 def declared_params(definition: dict, variant: str | None) -> set[str]:

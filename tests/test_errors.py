@@ -31,6 +31,7 @@ def test_a_local_model_folder_that_does_not_exist_is_named(tmp_path):
         "model=qwen3-1.7b",
         f"model.pretrained_model_name_or_path={tmp_path}/no-such-model",
         f"prepare.out_dir={tmp_path}/out",
+        f"output_roots=[{tmp_path}]",
     )
     assert proc.returncode == 1
     assert error_lines(proc) == [
@@ -44,7 +45,9 @@ def test_an_unreachable_hub_is_one_line_that_says_what_to_set(tmp_path):
     # A closed loopback port stands for a hub that cannot be reached; an empty cache.
     env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
     start = time.monotonic()
-    proc = stage("stages.prepare", "model=qwen3-1.7b", f"prepare.out_dir={tmp_path}/out", env=env)
+    proc = stage(
+        "stages.prepare", "model=qwen3-1.7b", f"prepare.out_dir={tmp_path}/out", f"output_roots=[{tmp_path}]", env=env
+    )
     took = time.monotonic() - start
     assert proc.returncode == 1
     (line,) = error_lines(proc)
@@ -70,7 +73,12 @@ def test_local_paths_are_checked_as_folders(name, message):
 
 
 def test_a_missing_input_is_one_line_and_debug_shows_the_traceback(tmp_path):
-    args = ("stages.report", f"report.runs.v1={tmp_path}/nowhere", f"report.out_dir={tmp_path}/report")
+    args = (
+        "stages.report",
+        f"report.runs.v1={tmp_path}/nowhere",
+        f"report.out_dir={tmp_path}/report",
+        f"output_roots=[{tmp_path}]",
+    )
     proc = stage(*args)
     assert proc.returncode != 0
     (line,) = error_lines(proc)

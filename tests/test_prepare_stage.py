@@ -18,7 +18,7 @@ def exit_code(argv) -> int:
 
 def run_prepare(tmp_path, data, *extra, out="out"):
     out_dir = tmp_path / out
-    code = exit_code([f"data.path={data}", f"prepare.out_dir={out_dir}", *extra])
+    code = exit_code([f"data.path={data}", f"prepare.out_dir={out_dir}", f"output_roots=[{tmp_path}]", *extra])
     return code, out_dir
 
 
@@ -71,9 +71,14 @@ def test_unknown_source_missing_dataset_id_and_missing_file_are_clear(tmp_path, 
     with pytest.raises(SystemExit):
         main(["data.source=s3"])
     assert "data.source: 's3' is not one of" in capsys.readouterr().err
-    assert exit_code(["data.source=huggingface", f"prepare.out_dir={tmp_path}"]) == 2
+    assert exit_code(["data.source=huggingface", f"prepare.out_dir={tmp_path}/out", f"output_roots=[{tmp_path}]"]) == 2
     assert "needs data.dataset_id" in capsys.readouterr().err
-    assert exit_code([f"data.path={tmp_path / 'none.jsonl'}", f"prepare.out_dir={tmp_path}"]) == 2
+    assert (
+        exit_code(
+            [f"data.path={tmp_path / 'none.jsonl'}", f"prepare.out_dir={tmp_path}/out", f"output_roots=[{tmp_path}]"]
+        )
+        == 2
+    )
     assert "none.jsonl: data file not found" in capsys.readouterr().err
 
 

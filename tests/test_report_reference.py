@@ -128,6 +128,7 @@ def test_report_stage_on_imported_runs(tmp_path):
                 f"report.runs.v1={PUBLISHED}/v1",
                 f"report.runs.v2={PUBLISHED}/v2/trainer_state.json",
                 f"report.out_dir={out}",
+                f"output_roots=[{tmp_path}]",
                 "report.lang=en",
             ]
         )

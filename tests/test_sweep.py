@@ -16,7 +16,13 @@ def sweep(tmp_path, *overrides):
     prepared = ROOT / "data/prepared"
     if not (prepared / "train.jsonl").exists():
         subprocess.run(
-            [sys.executable, "-m", "stages.prepare", f"prepare.out_dir={tmp_path / 'prep'}"],
+            [
+                sys.executable,
+                "-m",
+                "stages.prepare",
+                f"prepare.out_dir={tmp_path / 'prep'}",
+                f"output_roots=[{tmp_path}]",
+            ],
             cwd=ROOT,
             check=True,
             capture_output=True,

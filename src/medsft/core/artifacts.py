@@ -66,9 +66,14 @@ def run_artifacts(adapter_dir: str | Path, model: dict[str, Any]) -> dict[str, s
 
 
 def verify_run_artifacts(artifacts: dict[str, str], adapter_dir: str | Path) -> None:
-    """Check the files train recorded in the run's ``run_config.yaml`` (beside the adapter
-    folder): the adapter's, relative to the run folder, and the base's, by path."""
-    run_dir = Path(adapter_dir).parent
-    where = str(run_dir / "run_config.yaml")
-    verify({k: v for k, v in artifacts.items() if k.startswith("adapter/")}, run_dir, where)
+    """Check the files train recorded in the run's ``run_config.yaml``: the adapter's
+    (``adapter/<name>``, looked up in ``adapter_dir`` wherever the folder now is) and the
+    base's, by path."""
+    adapter_dir = Path(adapter_dir)
+    spec = next(
+        (d / "run_config.yaml" for d in (adapter_dir, adapter_dir.parent) if (d / "run_config.yaml").exists()), None
+    )
+    where = str(spec or "run_config.yaml")
+    adapter = {k.removeprefix("adapter/"): v for k, v in artifacts.items() if k.startswith("adapter/")}
+    verify(adapter, adapter_dir, where)
     verify({k: v for k, v in artifacts.items() if not k.startswith("adapter/")}, ".", where)

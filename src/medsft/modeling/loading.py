@@ -163,11 +163,11 @@ def load_adapter(model: dict[str, Any], adapter_dir: str | Path, artifacts: dict
     (:func:`check_adapter_base`); a shape mismatch (a checkpoint of another size) or an
     unreadable file is a one-line error too.
     """
+    check_adapter_base(adapter_dir, model["base_model_id"])
     if artifacts:
         verify_run_artifacts(artifacts, adapter_dir)
     else:
         log.warning("%s: not verified (its run_config.yaml records no SHA-256; retrain to record them)", adapter_dir)
-    check_adapter_base(adapter_dir, model["base_model_id"])
     check_safetensors_only(adapter_dir)
     base, tokenizer = load_model_and_tokenizer(model)
     try:

@@ -56,7 +56,7 @@ class ChatSession:
         # The question is text: "<|im_start|>system" typed by a user stays characters.
         parts = chat_parts(self.system_prompt, self.history, question, self.think)
         prompt = encode_parts(self.tokenizer, [parts])
-        context = getattr(self.model.config, "max_position_embeddings", None)
+        context = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         wanted = len(prompt[0]) + int(self.generation.get("max_new_tokens") or 0)
         if context and wanted > context:
             raise ChatInputError(
