@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,3 +45,51 @@ def reference() -> Path:
     if not (REFERENCE / "delicate_medical_r1_val241.jsonl").exists():
         pytest.skip(f"reference material not found at {REFERENCE} (only on the project's machines)")
     return REFERENCE
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    """Run a command with this interpreter's bin folder first on PATH (dvc, python); fail with its output."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
+    return out
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A copy of the repository after one `dvc repro` from nothing."""
+
+    path: Path
+    output: str  # what `dvc repro` printed
+    git_status: list[str]  # `git status --porcelain --untracked-files=all` right after it
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Pipeline:
+    """The project's files as git sees them (tracked and not ignored) in a fresh git repo, with
+    the pipeline's outputs removed, then `dvc repro`: the one full run the e2e and sweep tests share."""
+    dest = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    for d in ("runs", "reports", "data/prepared", "data/augmented"):
+        shutil.rmtree(dest / d, ignore_errors=True)  # start from nothing
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["git", "init", "-q"], dest)
+    run([*git, "add", "-A"], dest)
+    run([*git, "commit", "-qm", "copy"], dest)
+    output = run(["dvc", "repro"], dest)
+    status = run(["git", "status", "--porcelain", "--untracked-files=all"], dest).splitlines()
+    return Pipeline(dest, output, status)

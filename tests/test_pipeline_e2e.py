@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ran_stages, run
 
 pytestmark = pytest.mark.e2e
 
@@ -30,41 +30,13 @@ def readme_exp_show() -> list[str]:
 README_EXP_SHOW = readme_exp_show()
 
 
-def run(cmd: list[str], cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
-    return out
+@pytest.fixture
+def repo(pipeline) -> Path:
+    return pipeline.path
 
 
-def ran_stages(output: str) -> set[str]:
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    """The project's files as git sees them (tracked and not ignored), in a fresh git repo."""
-    dest = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    for d in ("runs", "reports", "data/prepared", "data/augmented"):  # start from nothing
-        shutil.rmtree(dest / d, ignore_errors=True)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
-    return dest
-
-
-def test_repro_writes_the_report_and_is_then_up_to_date(repo):
-    out = run(["dvc", "repro"], repo)
+def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
+    repo, out = pipeline.path, pipeline.output
     variants = ("v1", "v2", "v3")
     expected = {"prepare", "pretrain", "import", "sweep", "report"}
     expected |= {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
@@ -95,8 +67,7 @@ def test_repro_writes_the_report_and_is_then_up_to_date(repo):
     from medsft.report.provenance import pipeline_outputs
 
     outputs = pipeline_outputs(repo)
-    status = run(["git", "status", "--porcelain", "--untracked-files=all"], repo).splitlines()
-    stray = [line for line in status if not any(line[3:].startswith(o) for o in outputs | {"dvc.lock"})]
+    stray = [line for line in pipeline.git_status if not any(line[3:].startswith(o) for o in outputs | {"dvc.lock"})]
     assert not stray, stray
     assert "结果在本机重新生成" in report and "未提交改动" not in report
 
@@ -275,7 +246,7 @@ def test_a_failed_exp_run_leaves_params_yaml_as_it_was(repo):
     failing = {
         "misspelt key": "+variants.v2.training.learnig_rate=1",
         "bad type": "variants.v2.training.learning_rate=abc",
-        "a stage that raises": "model.config.num_key_value_heads=3",  # pretrain fails in its first step
+        "a stage that raises": "data.path=conf",  # prepare: a folder where a file belongs
     }
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     for case, override in failing.items():

@@ -43,16 +43,14 @@ def sweep(tmp_path, *overrides):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sweep")
-    proc = sweep(tmp)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return tmp / "sweep" / "v2", proc  # the points and summary of base variant v2
+@pytest.fixture
+def finished(pipeline):
+    """The pipeline's sweep stage (`+sweep=ci variant=v2`), run by the shared `dvc repro`."""
+    return pipeline.path / "sweeps/ci/v2"
 
 
 def test_summary_has_one_row_per_point_equal_to_its_metrics(finished):
-    sweep_dir, _ = finished
+    sweep_dir = finished
     summary = pd.read_csv(sweep_dir / "summary.csv")
     assert len(summary) == 4 and set(summary["status"]) == {"complete"}
     assert summary["final_eval_loss"].is_monotonic_increasing
@@ -70,13 +68,15 @@ def test_summary_has_one_row_per_point_equal_to_its_metrics(finished):
     assert (sweep_dir / "heatmap.png").stat().st_size > 1000 and (sweep_dir / "summary.md").exists()
 
 
-def test_rerunning_a_finished_sweep_trains_nothing(finished):
-    sweep_dir, _ = finished
-    proc = sweep(sweep_dir.parent.parent)
-    assert proc.returncode == 0
+def test_rerunning_a_finished_sweep_trains_nothing(pipeline, finished):
+    summary = (finished / "summary.csv").read_bytes()
+    cmd = [sys.executable, "-m", "stages.sweep", "-m", "+sweep=ci", "variant=v2"]  # the stage's command
+    proc = subprocess.run(cmd, cwd=pipeline.path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr  # Hydra logs to stdout
     assert output.count("complete with this config, skipped") == 4
     assert "trainable of" not in output
+    assert (finished / "summary.csv").read_bytes() == summary
 
 
 # Slow (a sweep of its own, about 50 s): kept out of the default run's 12-minute budget.
