@@ -90,7 +90,7 @@ cd "$(dirname "$0")/.."
 SECONDS=0
 phase() { printf '\n== %s (%d s so far)\n' "$*" "$SECONDS"; }
 
-command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this check needs a CUDA GPU (see README for the CPU path)"
+command -v nvidia-smi >/dev/null || die "nvidia-smi not found: this check needs a CUDA GPU (see docs/qwen3-1.7b.md for the CPU path)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 if [ -z "$CUDA_TAG" ]; then

@@ -12,7 +12,7 @@ qwen3-1.7b profile runs its real code path (4-bit NF4 loading, modules_to_save o
 
     dvc exp run -S model=qwen3-1.7b -S model.pretrained_model_name_or_path=OUT_DIR ...
 
-(README: "The qwen3-1.7b path without a GPU"). The weights are noise: normal(0, std) for every
+(docs/qwen3-1.7b.md: "The qwen3-1.7b path without a GPU"). The weights are noise: normal(0, std) for every
 matrix (std = the config's initializer_range, 0.02), ones for the RMSNorm weights, drawn in
 parameter-name order from one seeded generator, so a seed gives the same bytes. The model is
 built on the meta device and filled in place, so nothing is initialised twice (about a minute

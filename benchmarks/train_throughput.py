@@ -41,17 +41,18 @@ from typing import Any
 import torch
 from datasets import Dataset
 from omegaconf import OmegaConf
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer
 from transformers.loss.loss_utils import ForCausalLMLoss
 
 from medsft.core.config import load_config
 from medsft.core.history import write_history_csv
 from medsft.core.runtime import keep_large_allocations
 from medsft.core.spec import resolve_spec
-from medsft.data.formatting import encode_records
+from medsft.data.formatting import IGNORE_INDEX, encode_records
 from medsft.data.records import read_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import add_lora, load_base_model
+from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import GradGroupNormCallback
 from medsft.train.loss import linear_cross_entropy, output_weight
 from medsft.train.packing import flattening_collator, prepare_for_packing
@@ -97,23 +98,24 @@ def seed_loop(cfg, records: list[dict[str, Any]], out: Path) -> dict[str, float]
     torch.manual_seed(spec.training["seed"])
     model = add_lora(load_base_model(spec.model), spec.lora, False)
     fields = {k: spec.training[k] for k in ("learning_rate", "lr_scheduler_type", "max_grad_norm", "optim", "seed")}
-    args = TrainingArguments(
-        output_dir=str(out),
-        per_device_train_batch_size=spec.training["per_device_train_batch_size"],
-        num_train_epochs=1,
-        logging_steps=1,
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding",
-        **fields,
+    args = training_arguments(
+        {
+            "output_dir": str(out),
+            "per_device_train_batch_size": spec.training["per_device_train_batch_size"],
+            "num_train_epochs": 1,
+            "logging_steps": 1,
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "disable_tqdm": True,
+            "include_num_input_tokens_seen": "non_padding",
+            **fields,
+        }
     )
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=IGNORE_INDEX),
     )
     start = time.perf_counter()
     trainer.train()

@@ -48,8 +48,12 @@ def reference() -> Path:
 
 
 def run(cmd: list[str], cwd: Path) -> str:
-    """Run a command with this interpreter's bin folder first on PATH (dvc, python); fail with its output."""
+    """Run a command with this interpreter's bin folder first on PATH (dvc, python), and in a
+    copy of the repository with that copy's own package (the code its dvc.lock records); fail
+    with its output."""
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if (Path(cwd) / "src" / "medsft").is_dir():
+        env["PYTHONPATH"] = str(Path(cwd) / "src")
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-4000:]}"
@@ -93,3 +97,10 @@ def pipeline(tmp_path_factory) -> Pipeline:
     output = run(["dvc", "repro"], dest)
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], dest).splitlines()
     return Pipeline(dest, output, status)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests on the shared pipeline run first: under pytest-xdist (`--dist loadfile`, their
+    file in one worker) the pipeline's `dvc repro` starts at once while the other worker
+    takes the rest."""
+    items.sort(key=lambda item: "pipeline" not in getattr(item, "fixturenames", ()))

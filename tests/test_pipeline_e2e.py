@@ -72,6 +72,43 @@ def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
     assert "结果在本机重新生成" in report and "未提交改动" not in report
 
 
+# The pipeline's sweep (tests/test_sweep.py holds the sweep's unit tests).
+@pytest.fixture
+def finished(pipeline) -> Path:
+    """The pipeline's sweep stage (`+sweep=ci variant=v2`), run by the shared `dvc repro`."""
+    return pipeline.path / "sweeps/ci/v2"
+
+
+def test_the_sweep_summary_has_one_row_per_point_equal_to_its_metrics(finished):
+    sweep_dir = finished
+    summary = pd.read_csv(sweep_dir / "summary.csv")
+    assert len(summary) == 4 and set(summary["status"]) == {"complete"}
+    assert summary["final_eval_loss"].is_monotonic_increasing
+    for _, row in summary.iterrows():
+        job = sweep_dir / row["point"]
+        train_m = json.loads((job / "train/metrics.json").read_text())
+        eval_m = json.loads((job / "eval/metrics.json").read_text())
+        assert row["final_eval_loss"] == pytest.approx(train_m["final_eval_loss"])
+        assert row["final_train_loss"] == pytest.approx(train_m["final_train_loss"])
+        assert row["eval_loss_token_weighted"] == pytest.approx(eval_m["eval_loss"])
+        config = (job / "train/run_config.yaml").read_text()
+        assert f"lora_dropout: {row['variant.lora.lora_dropout']}" in config
+        assert "variant: v2" in config and row["base_variant"] == "v2"
+        assert (job / "train/adapter/adapter_model.safetensors").exists()
+    assert (sweep_dir / "heatmap.png").stat().st_size > 1000 and (sweep_dir / "summary.md").exists()
+
+
+def test_rerunning_a_finished_sweep_trains_nothing(pipeline, finished):
+    summary = (finished / "summary.csv").read_bytes()
+    cmd = [sys.executable, "-m", "stages.sweep", "-m", "+sweep=ci", "variant=v2"]  # the stage's command
+    proc = subprocess.run(cmd, cwd=pipeline.path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    output = proc.stdout + proc.stderr  # Hydra logs to stdout
+    assert output.count("complete with this config, skipped") == 4
+    assert "trainable of" not in output
+    assert (finished / "summary.csv").read_bytes() == summary
+
+
 def lock_outs(repo: Path, stage: str) -> dict[str, str]:
     lock = yaml.safe_load((repo / "dvc.lock").read_text(encoding="utf-8"))
     return {o["path"]: o["md5"] for o in lock["stages"][stage]["outs"]}

@@ -7,7 +7,7 @@ in its own process as DVC runs them (a process holds up to 18 GB here and glibc 
 freed): 4-bit NF4 with double quantization, LoRA r=64 on the seven projections,
 modules_to_save on the 151,936 x 2048 tied embedding (v2), gradient checkpointing, bf16
 autocast, 8-bit Adam in place of the CUDA-only paged one. The same run through DVC is in
-README ("The qwen3-1.7b path without a GPU").
+docs/qwen3-1.7b.md ("The qwen3-1.7b path without a GPU").
 """
 
 from __future__ import annotations

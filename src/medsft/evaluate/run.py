@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,16 @@ def generate_answers(
     return generate_replies(model, tokenizer, prompts, generation, batch_size, seed, token_counts)
 
 
+@dataclass
+class Evaluation:
+    """What evaluate computed for one adapter, written together by :func:`write_evaluation`."""
+
+    metrics: dict[str, Any]
+    generations: list[dict[str, Any]]  # held-out questions: reference, reply and its scores
+    probes: list[dict[str, Any]]  # probe questions with the reply
+    benchmarks: dict[str, Any]  # lm-eval scores
+
+
 def evaluate_run(
     spec: RunSpec,
     adapter_dir: str | Path,
@@ -113,17 +124,35 @@ def evaluate_run(
     # probes file, an unknown task name or task data that cannot be fetched, an adapter that
     # changed since training.
     probes = load_probes(settings.get("probes"))
-    benchmarks = load_tasks(settings["benchmarks"], settings["lm_eval"]["include_path"])
+    tasks = load_tasks(settings["benchmarks"], settings["lm_eval"]["include_path"])
     verify_run_artifacts(spec.artifacts, adapter_dir)
     out = Path(out_dir)
     # Then the earlier outputs go: a failure from here on leaves none of them beside new ones.
     for name in OUTPUTS:
         (out / name).unlink(missing_ok=True)
-    fmt = spec.format
-    lexicon = load_lexicon(lexicon_path)
-    batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
     model, tokenizer = load_adapter(spec.model, adapter_dir, spec.artifacts)
+    result = evaluate_model(
+        spec, model, tokenizer, val, train, probes, tasks, settings, generation, load_lexicon(lexicon_path)
+    )
+    write_evaluation(out, result)
+    return result.metrics
 
+
+def evaluate_model(
+    spec: RunSpec,
+    model: Any,
+    tokenizer: Any,
+    val: list[dict[str, Any]],
+    train: list[dict[str, Any]],
+    probes: list[dict[str, Any]],
+    tasks: Any,
+    settings: dict[str, Any],
+    generation: dict[str, Any],
+    lexicon: Any,
+) -> Evaluation:
+    """Everything :func:`evaluate_run` measures, on a loaded model."""
+    fmt = spec.format
+    batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
     encoded = encode_records(val, tokenizer, fmt["system_prompt"], fmt["target_style"], spec.max_length)
     metrics: dict[str, Any] = token_weighted_loss(model, encoded, batch_size, tokenizer.pad_token_id)
 
@@ -139,19 +168,23 @@ def evaluate_run(
     answers = generate([p["question"] for p in probes]) if probes else []
     metrics.update(summary)
     metrics.update(num_generations=len(outputs), decoding="sampling" if generation.get("do_sample") else "greedy")
-    scores = run_benchmarks(model, tokenizer, benchmarks, settings["lm_eval"], batch_size)
-    # All computed: the outputs are written together.
-    write_jsonl(
-        out / "generations.jsonl",
-        (
+    return Evaluation(
+        metrics=metrics,
+        generations=[
             {"question": r["question"], "reference": r["answer"], "output": o, "scores": s}
             for r, o, s in zip(held_out, outputs, items, strict=True)
-        ),
+        ],
+        probes=[{**p, "output": a} for p, a in zip(probes, answers, strict=True)],
+        benchmarks=run_benchmarks(model, tokenizer, tasks, settings["lm_eval"], batch_size),
     )
-    write_jsonl(out / "probes.jsonl", [{**p, "output": a} for p, a in zip(probes, answers, strict=True)])
-    atomic_write_json(out / "benchmarks.json", scores)
-    atomic_write_json(out / "metrics.json", metrics)
-    return metrics
+
+
+def write_evaluation(out: Path, result: Evaluation) -> None:
+    """Write an evaluation's four outputs (:data:`OUTPUTS`) into ``out``."""
+    write_jsonl(out / "generations.jsonl", result.generations)
+    write_jsonl(out / "probes.jsonl", result.probes)
+    atomic_write_json(out / "benchmarks.json", result.benchmarks)
+    atomic_write_json(out / "metrics.json", result.metrics)
 
 
 def load_probes(path: str | None) -> list[dict[str, Any]]:

@@ -24,8 +24,7 @@ from peft.utils.other import ModulesToSaveWrapper
 from torch import nn
 
 from medsft.core.config import ConfigError
-
-IGNORE_INDEX = -100
+from medsft.data.formatting import IGNORE_INDEX
 
 
 class _LinearCrossEntropy(torch.autograd.Function):

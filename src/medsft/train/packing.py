@@ -21,6 +21,7 @@ from typing import Any
 from transformers import DataCollatorWithFlattening
 
 from medsft.core.config import ConfigError
+from medsft.data.formatting import IGNORE_INDEX
 
 # Attention implementations that read packed boundaries from position_ids (flash attention
 # through its varlen kernels).
@@ -41,4 +42,4 @@ def prepare_for_packing(model: Any) -> None:
 
 def flattening_collator() -> DataCollatorWithFlattening:
     """The training collator under ``model.packing``: one row a batch, no attention mask."""
-    return DataCollatorWithFlattening(return_position_ids=True, separator_id=-100)
+    return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE_INDEX)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
-from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, set_seed
 
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, atomic_write_json
@@ -26,6 +26,7 @@ from medsft.core.spec import BASE_FILE, base_model_id
 from medsft.data.formatting import IGNORE_INDEX, encode_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import build_tiny_qwen3
+from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import DivergenceCallback
 from medsft.train.loop import PipelineTrainer
 
@@ -48,14 +49,15 @@ def build_pretrain_trainer(
     enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], model["max_length"])
     # A language model of the whole formatted text: every token is a label.
     dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
-    args = TrainingArguments(
-        **fields,
-        output_dir=str(scratch),
-        save_strategy="no",
-        eval_strategy="no",
-        report_to=[],
-        logging_nan_inf_filter=False,
-        include_num_input_tokens_seen="non_padding",
+    args = training_arguments(
+        {
+            **fields,
+            "output_dir": str(scratch),
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "logging_nan_inf_filter": False,
+            "include_num_input_tokens_seen": "non_padding",
+        }
     )
     return PipelineTrainer(
         model=base,

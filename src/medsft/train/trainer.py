@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from transformers import DataCollatorForSeq2Seq, TrainingArguments, set_seed
+from transformers import DataCollatorForSeq2Seq, set_seed
 
 from medsft.core.artifacts import run_artifacts
 from medsft.core.history import write_history_csv, write_trainer_state
@@ -32,6 +32,7 @@ from medsft.data.augmentation import Lexicon, load_lexicon, masking_stats
 from medsft.data.formatting import IGNORE_INDEX
 from medsft.modeling.card import model_card, write_model_card
 from medsft.modeling.loading import add_lora, load_model_and_tokenizer, parameter_counts
+from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import (
     DivergenceCallback,
     EpochCallback,
@@ -49,7 +50,7 @@ from medsft.train.devices import apply_device_fallbacks
 from medsft.train.loop import PipelineTrainer
 from medsft.train.loss import output_weight
 from medsft.train.packing import flattening_collator, prepare_for_packing
-from medsft.train.tracking import log_last, report_to, swanlab_run, tracking_enabled
+from medsft.train.tracking import log_last, swanlab_run
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -> dict[str, Any]:
     """The TrainingArguments fields of a run as its spec records them: the variant's and the
     profile's, plus what the pipeline fixes. Where its logs go (``report_to``, ``run_name``)
-    is no part of it: tracking changes no trained byte (see :func:`training_arguments`)."""
+    is no part of it: tracking changes no trained byte (see :func:`medsft.train.arguments.training_arguments`)."""
     fields = dict(training)
     fields.update(
         output_dir=str(out / "checkpoints"),
@@ -74,15 +75,6 @@ def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -
     fields.setdefault("disable_tqdm", False)
     fields.setdefault("dataloader_pin_memory", torch.cuda.is_available())
     return dict(sorted(fields.items()))
-
-
-def training_arguments(spec: RunSpec, tracking: dict[str, Any] | None = None) -> TrainingArguments:
-    """The run's TrainingArguments: the spec's fields, and SwanLab through transformers'
-    integration when ``tracking`` asks for it (one run per variant, named after it)."""
-    where: dict[str, Any] = {"report_to": report_to(tracking)}
-    if tracking_enabled(tracking):
-        where["run_name"] = spec.variant
-    return TrainingArguments(**spec.training, **where)
 
 
 def hardware_name() -> str:
@@ -175,7 +167,7 @@ def build_trainer(
 ) -> TrainSetup:
     """Load the base, add the LoRA adapter, encode the data and build the Trainer of ``spec``."""
     spec = run_spec(spec, out)
-    args = training_arguments(spec, tracking)
+    args = training_arguments(spec.training, tracking, run_name=spec.variant)
     log_profile_overrides(spec)
     # LoRA's A matrices are drawn from the global RNG: seed it first, or every run differs.
     set_seed(args.seed)
