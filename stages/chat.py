@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -57,11 +58,17 @@ def chat_generation(generation: dict, args: argparse.Namespace) -> dict:
     return {**generation, **{k: v for k, v in flags.items() if v is not None}, "do_sample": not args.greedy}
 
 
-def locate_run(args: argparse.Namespace) -> tuple[RunSpec, Path]:
-    """The run spec and adapter folder that ``--variant`` or ``--adapter`` names."""
+def locate_run(args: argparse.Namespace, variants: Sequence[str] = ()) -> tuple[RunSpec, Path]:
+    """The run spec and adapter folder that ``--variant`` (one of ``variants``, params.yaml's)
+    or ``--adapter`` names."""
     if args.variant:
         run = train_dir(args.variant)
         if not (run / SPEC_FILE).exists():
+            if args.variant not in variants:
+                raise FileNotFoundError(
+                    f"--variant {args.variant}: no such variant in params.yaml (variants: {', '.join(variants)}); "
+                    f"add one with: dvc exp run -S '+variant@variants.{args.variant}=v2'"
+                )
             raise FileNotFoundError(
                 f"no trained run for variant {args.variant!r}: {run / SPEC_FILE} not found "
                 f"(run: dvc repro train@{args.variant})"
@@ -81,8 +88,9 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
-        generation = chat_generation(OmegaConf.to_container(load_config().generation, resolve=True), args)
-        spec, adapter = locate_run(args)
+        cfg = load_config()
+        generation = chat_generation(OmegaConf.to_container(cfg.generation, resolve=True), args)
+        spec, adapter = locate_run(args, list(cfg.variants))
         model, tokenizer = load_adapter(spec.model, adapter, spec.artifacts)
     except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch and ConfigError are ValueErrors
         fail(str(err))
@@ -92,8 +100,13 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
 
     def answer(question: str) -> None:
         reasoning, reply = session.ask(question)
+        if reasoning is None:  # not split: the reply as generated, said so once
+            print(
+                f"[回复] (no complete <think>…</think> block followed by an answer)\n{reply}\n", file=stdout, flush=True
+            )
+            return
         if not args.no_think:
-            print(f"[思考]\n{reasoning or '(none)'}\n", file=stdout)
+            print(f"[思考]\n{reasoning}\n", file=stdout)
         print(f"[回答]\n{reply}\n", file=stdout, flush=True)
 
     notice = profile_notice(spec.model)

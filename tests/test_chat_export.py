@@ -101,7 +101,10 @@ def test_interactive_session_answers_each_turn(adapter):
         stdout=stdout,
     )
     assert code == 0
-    assert stdout.getvalue().count("[回答]") == 3 and stdout.getvalue().count("[思考]") == 3
+    shown = stdout.getvalue()
+    # A reply is shown split ([思考] and [回答]) or whole ([回复], said so), never "(none)".
+    assert shown.count("[回答]") + shown.count("[回复]") == 3 and shown.count("[思考]") == shown.count("[回答]")
+    assert "(none)" not in shown
 
 
 def test_tiny_profile_notice_goes_to_stderr_once_before_the_replies(adapter, capsys):
@@ -114,7 +117,7 @@ def test_tiny_profile_notice_goes_to_stderr_once_before_the_replies(adapter, cap
         stdout=stdout,
     )
     captured = capsys.readouterr()
-    assert code == 0 and stdout.getvalue().count("[回答]") == 2
+    assert code == 0 and stdout.getvalue().count("[回答]") + stdout.getvalue().count("[回复]") == 2
     assert captured.err.count(TINY_PROFILE_NOTICE) == 1 and "\n" not in TINY_PROFILE_NOTICE
     assert TINY_PROFILE_NOTICE not in stdout.getvalue() + captured.out
     assert profile_notice({"name": "qwen3-1.7b"}) is None
@@ -124,7 +127,9 @@ def test_chat_errors_name_what_was_expected(adapter, tmp_path, capsys):
     _, path = adapter
     with pytest.raises(SystemExit) as code:
         chat_main(["--variant", "v9", "问题"])
-    assert code.value.code == 2 and "no trained run for variant 'v9'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code.value.code == 2 and "--variant v9: no such variant in params.yaml (variants: v1, v2, v3)" in err
+    assert "dvc exp run -S '+variant@variants.v9=v2'" in err and "train@v9" not in err
     with pytest.raises(SystemExit) as code:
         chat_main(["--adapter", str(tmp_path / "none"), "问题"])
     assert code.value.code == 2 and "no run_config.yaml in it or beside it" in capsys.readouterr().err

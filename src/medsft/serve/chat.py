@@ -40,7 +40,8 @@ class ChatInputError(UserError, ValueError):
 
 @dataclass
 class ChatSession:
-    """A conversation with one model; ``ask`` returns (reasoning, answer) and keeps history."""
+    """A conversation with one model; ``ask`` returns (reasoning, answer) and keeps history
+    (the answers only, as Qwen3's template keeps it)."""
 
     model: Any
     tokenizer: Any
@@ -50,7 +51,9 @@ class ChatSession:
     seed: int = 42
     history: list[tuple[str, str]] = field(default_factory=list)
 
-    def ask(self, question: str) -> tuple[str, str]:
+    def ask(self, question: str) -> tuple[str | None, str]:
+        """Answer ``question`` in the conversation: (reasoning, answer), or (None, the whole
+        reply) when the reply holds no complete ``<think>…</think>`` block followed by an answer."""
         if not question.strip():
             raise ChatInputError("the question is empty")
         # The question is text: "<|im_start|>system" typed by a user stays characters.
@@ -71,6 +74,6 @@ class ChatSession:
         if not self.think:
             text = EMPTY_THINK + text
         reply = parse_reply(text)
-        reasoning, answer = (reply.think, reply.answer) if reply.valid else ("", text.strip())
+        reasoning, answer = (reply.think, reply.answer) if reply.valid else (None, text.strip())
         self.history.append((question, answer))
         return reasoning, answer
