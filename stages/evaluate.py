@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg.augment.lexicon,
         eval_dir(variant),
     )
-    log.info("%s: eval_loss %.4f, perplexity %.2f", variant, metrics["eval_loss"], metrics["perplexity"])
+    log.info(
+        "%s: token-weighted eval loss %.4f, perplexity %.2f",
+        variant,
+        metrics["eval_loss_token_weighted"],
+        metrics["perplexity"],
+    )
     return 0
 
 

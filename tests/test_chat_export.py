@@ -50,8 +50,18 @@ class ScriptedModel(torch.nn.Module):
 
     def generate(self, input_ids, **kwargs):
         self.prompts.append(input_ids)
-        assert kwargs["eos_token_id"] == 151645
+        assert kwargs["eos_token_id"] == [151645, 151643, 151644]  # <|im_end|>, <|endoftext|>, <|im_start|>
         return torch.cat([input_ids, torch.tensor([self.reply_ids])], dim=1)
+
+
+@pytest.mark.parametrize("end", ["<|im_end|>", "<|endoftext|>", "<|im_start|>user\n"])
+def test_a_reply_ends_where_the_turn_ends(end):
+    """A model that opens the next turn has ended its own: nothing after it is the answer."""
+    tok = build_offline_qwen3_tokenizer()
+    reply = f"<think>\n想\n</think>\n\n答{end}还有"
+    model = ScriptedModel(tok(reply, add_special_tokens=False)["input_ids"])
+    session = ChatSession(model, tok, SYSTEM, generation={"max_new_tokens": 8, "do_sample": False})
+    assert session.ask("问") == ("想", "答")
 
 
 def test_reply_is_split_into_reasoning_and_answer_and_stops_at_im_end():

@@ -90,7 +90,7 @@ def test_the_sweep_summary_has_one_row_per_point_equal_to_its_metrics(finished):
         eval_m = json.loads((job / "eval/metrics.json").read_text())
         assert row["final_eval_loss"] == pytest.approx(train_m["final_eval_loss"])
         assert row["final_train_loss"] == pytest.approx(train_m["final_train_loss"])
-        assert row["eval_loss_token_weighted"] == pytest.approx(eval_m["eval_loss"])
+        assert row["eval_loss_token_weighted"] == pytest.approx(eval_m["eval_loss_token_weighted"])
         config = (job / "train/run_config.yaml").read_text()
         assert f"lora_dropout: {row['variant.lora.lora_dropout']}" in config
         assert "variant: v2" in config and row["base_variant"] == "v2"

@@ -106,7 +106,13 @@ def test_section_tables_on_hand_made_runs(tmp_path):
 
 
 def test_evaluation_section_shows_both_conventions(tmp_path):
-    metrics = {"eval_loss": 1.25, "rouge_l_f1": 0.5, "bleu": 0.25, "word_rouge_1": 40.0, "word_rouge_2": 12.5}
+    metrics = {
+        "eval_loss_token_weighted": 1.25,
+        "rouge_l_f1": 0.5,
+        "bleu": 0.25,
+        "word_rouge_1": 40.0,
+        "word_rouge_2": 12.5,
+    }
     metrics |= {"word_rouge_l": 37.5, "bleu_4": 20.0, "num_generations": 1, "decoding": "greedy"}
     generation = {"question": "问题？", "reference": "参考\n答案", "output": "<think>\n\n</think>\n\n回答|一"}
     runs = two_runs(tmp_path, eval_metrics=metrics, generations=[generation])

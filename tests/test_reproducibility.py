@@ -58,3 +58,19 @@ def test_only_the_known_library_message_is_dropped(caplog, noise):
     with caplog.at_level(logging.WARNING):
         logger.warning(message)
     assert (message in caplog.text) is not noise
+
+
+@pytest.mark.parametrize("noise", [True, False])
+def test_only_the_known_library_warning_is_dropped(noise):
+    import warnings
+
+    message = (
+        "Model has `tie_word_embeddings=True` and a tied layer is part of the adapter, but `ensure_weight_tying` …"
+        if noise
+        else "Model has something else to say"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.quiet_library_noise()
+        warnings.warn(message, UserWarning, stacklevel=1)
+    assert (len(caught) == 0) is noise

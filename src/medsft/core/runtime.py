@@ -29,7 +29,9 @@ import ctypes
 import logging
 import os
 import platform
+import re
 import sys
+import warnings
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,11 @@ def reproducibility_settings() -> dict[str, Any]:
 # own CPU kernel. Installing `kernels` would only move the failure to the download (offline
 # here), and no profile runs 4-bit layers on a CPU outside one slow test.
 QUIET_MESSAGES = (("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),)
+# Python warnings of the same kind, by the start of their message. peft warns, at every
+# adapter built or loaded, that a tied layer is part of the adapter without
+# `ensure_weight_tying`: V2 trains the embedding and the output layer as two copies on
+# purpose (as the real V2 run did; export unties them), so there is nothing to act on.
+QUIET_WARNINGS = ("Model has `tie_word_embeddings=True` and a tied layer is part of the adapter",)
 
 
 class _DropMessages(logging.Filter):
@@ -95,12 +102,15 @@ class _DropMessages(logging.Filter):
 
 
 def quiet_library_noise() -> None:
-    """Drop the messages of :data:`QUIET_MESSAGES` (and only those) at their loggers. Call it
-    before the libraries are imported; calling it again adds nothing."""
+    """Drop the messages of :data:`QUIET_MESSAGES` (and only those) at their loggers, and the
+    warnings of :data:`QUIET_WARNINGS`. Call it before the libraries are imported; calling it
+    again adds nothing."""
     for name, prefix in QUIET_MESSAGES:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) and f.prefix == prefix for f in logger.filters):
             logger.addFilter(_DropMessages(prefix))
+    for prefix in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(prefix), category=UserWarning)
 
 
 def keep_large_allocations() -> bool:

@@ -71,7 +71,7 @@ def token_weighted_loss(model, encoded: Encoded, batch_size: int, pad_token_id: 
     if total_tokens == 0:
         raise ValueError("no target tokens to evaluate (every example truncated away?)")
     loss = total_nll / total_tokens
-    return {"eval_loss": loss, "perplexity": math.exp(loss), "eval_target_tokens": total_tokens}
+    return {"eval_loss_token_weighted": loss, "perplexity": math.exp(loss), "eval_target_tokens": total_tokens}
 
 
 def generate_answers(

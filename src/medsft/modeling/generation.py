@@ -2,8 +2,8 @@
 
 ``generation`` is the config's ``generation`` section: ``transformers.GenerationConfig``
 fields (``max_new_tokens``, ``do_sample``, ``temperature``, ``top_p``, ``repetition_penalty``…),
-chosen per model profile (``conf/generation/``). A reply ends at ``<|im_end|>``, Qwen3's end of
-turn; sampling, when asked for, is seeded.
+chosen per model profile (``conf/generation/``). A reply ends at the first of
+:data:`REPLY_ENDS`; sampling, when asked for, is seeded.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ import torch
 from tqdm.auto import tqdm
 
 from medsft.core.sampling import generate_kwargs
+
+# Where a reply ends: Qwen3's end of turn and end of text (both are end tokens in Qwen3's
+# generation_config.json), and the start of another turn (a model that writes
+# "<|im_start|>user" has left its own turn; chat would show it as part of the answer).
+REPLY_ENDS = ("<|im_end|>", "<|endoftext|>", "<|im_start|>")
 
 
 @torch.no_grad()
@@ -30,12 +35,12 @@ def generate_replies(
 ) -> list[str]:
     """Generate a reply to each prompt (token ids) in left-padded batches.
 
-    Returns the decoded text after each prompt, special tokens kept, up to the first
-    ``<|im_end|>``; the number of tokens generated per reply is appended to ``token_counts``.
+    Returns the decoded text after each prompt, special tokens kept, up to the first of
+    :data:`REPLY_ENDS`; the number of tokens generated per reply is appended to ``token_counts``.
     With ``do_sample`` the global RNG is seeded with ``seed`` first.
     """
     device = next(model.parameters()).device
-    stop_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    stop_ids = [tokenizer.convert_tokens_to_ids(token) for token in REPLY_ENDS]
     pad_id = tokenizer.pad_token_id
     kwargs = generate_kwargs(generation)
     if kwargs["do_sample"]:
@@ -53,13 +58,12 @@ def generate_replies(
         out = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
-            eos_token_id=stop_id,
+            eos_token_id=stop_ids,
             pad_token_id=pad_id,
             **kwargs,
         )
         for row in out[:, width:].tolist():
-            if stop_id in row:
-                row = row[: row.index(stop_id)]
+            row = row[: next((i for i, t in enumerate(row) if t in stop_ids), len(row))]
             if token_counts is not None:
                 token_counts.append(len(row))
             outputs.append(tokenizer.decode(row, skip_special_tokens=False))

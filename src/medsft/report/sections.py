@@ -26,7 +26,7 @@ from medsft.report.runs import RunFiles
 Row = list[str]
 
 EVAL_COLUMNS = {
-    "eval_loss": ("eval loss", 4),
+    "eval_loss_token_weighted": ("eval loss (token-weighted)", 4),
     "perplexity": ("perplexity", 2),
     "think_format_validity": ("think format", 3),
     "rouge_l_f1": ("ROUGE-L F1", 3),

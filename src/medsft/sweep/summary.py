@@ -55,7 +55,7 @@ def summarize(sweep_dir: str | Path) -> pd.DataFrame:
                 final_eval_loss=train_m.get("final_eval_loss"),
                 generalization_gap=analysis.generalization_gap(history),
                 grad_norm_cv=grad.cv if grad else None,
-                eval_loss_token_weighted=eval_m.get("eval_loss"),
+                eval_loss_token_weighted=eval_m.get("eval_loss_token_weighted"),
                 rouge_l_f1=eval_m.get("rouge_l_f1"),
                 term_recall=eval_m.get("term_recall"),
                 mechanism_mention_rate=eval_m.get("mechanism_mention_rate"),
