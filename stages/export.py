@@ -2,8 +2,8 @@
 
     python -m stages.export VARIANT [export_dir=DIR]
 
-Writes DIR (default exports/VARIANT): model weights (safetensors), config, tokenizer and a
-model card; loadable with AutoModelForCausalLM.from_pretrained, without peft. The base model
+Writes DIR (default exports/VARIANT): model weights (safetensors), config, tokenizer, a model
+card and generation_config.json (params.yaml's generation section and the reply's end tokens); loadable with AutoModelForCausalLM.from_pretrained, without peft. The base model
 and settings come from the run's runs/VARIANT/train/run_config.yaml. DIR must be new or an
 earlier export (nothing else is ever replaced). A QLoRA adapter is merged into the base
 reloaded unquantized (see medsft.serve.export). Not a stage of the default pipeline, so that
@@ -16,7 +16,10 @@ from __future__ import annotations
 import logging
 import sys
 
+from omegaconf import OmegaConf
+
 from medsft.core.cli import fail, require_inputs, run_stage, setup_logging
+from medsft.core.config import load_config
 from medsft.core.io import read_json
 from medsft.core.paths import eval_dir, train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = check_export_target(options.get("export_dir") or f"exports/{variant}")
         spec = RunSpec.read(run / SPEC_FILE)
-        out_dir = merge_adapter(spec, run / "adapter", out)
+        generation = OmegaConf.to_container(load_config().generation, resolve=True)
+        out_dir = merge_adapter(spec, run / "adapter", out, generation)
     except (ExportTargetError, BaseModelMismatch, ValueError) as err:
         fail(str(err))
     results = {"train": read_json(run / "metrics.json"), "eval": read_json(eval_dir(variant) / "metrics.json")}

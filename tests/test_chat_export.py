@@ -3,15 +3,20 @@
 import io
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
 from medsft.core.config import load_config
 from medsft.core.spec import RunSpec
+from medsft.data.formatting import encode_parts, prompt_parts
 from medsft.data.tokenizer import build_offline_qwen3_tokenizer
 from medsft.modeling.card import INTENDED_USE
+from medsft.modeling.generation import REPLY_ENDS, generate_replies
 from medsft.modeling.loading import load_adapter
 from medsft.serve.chat import EMPTY_THINK, TINY_PROFILE_NOTICE, ChatSession, chat_prompt, profile_notice
 from medsft.serve.export import merge_adapter
@@ -229,3 +234,41 @@ def test_an_adapter_on_another_base_is_refused_naming_both(adapter, tmp_path):
     with pytest.raises(BaseModelMismatch, match="does not fit the base model") as err:
         load_adapter(wider, path)
     assert "\n" not in str(err.value)
+
+
+PLAIN_GENERATE = """
+import json, sys
+sys.modules["medsft"] = None  # the project's package is not importable here
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model, tok = AutoModelForCausalLM.from_pretrained(sys.argv[1]), AutoTokenizer.from_pretrained(sys.argv[1])
+ids = torch.tensor([json.loads(sys.argv[2])])
+out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids))  # generation_config.json alone
+print(json.dumps(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=False)))
+"""
+
+
+def test_a_plain_generate_on_the_export_replies_as_evaluate_does(adapter, tmp_path):
+    """The export carries the profile's generation settings (repetition_penalty 1.5 on tiny)
+    and the end tokens: transformers alone, in a process without medsft, gives evaluate's reply."""
+    cfg, path = adapter
+    spec = RunSpec.read(path.parent)
+    generation = OmegaConf.to_container(cfg.generation, resolve=True)
+    assert generation["repetition_penalty"] == 1.5
+    out = merge_adapter(spec, path, tmp_path / "merged", generation)
+    saved = json.loads((out / "generation_config.json").read_text())
+    assert saved["repetition_penalty"] == 1.5 and saved["max_new_tokens"] == generation["max_new_tokens"]
+    with_adapter, tok = load_adapter(spec.model, path)
+    prompt = encode_parts(tok, [prompt_parts("糖尿病的诊断标准是什么？", SYSTEM)])
+    (ours,) = generate_replies(with_adapter, tok, prompt, generation, progress=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_GENERATE, str(out), json.dumps(prompt[0])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    plain = json.loads(proc.stdout.splitlines()[-1])
+    for end in REPLY_ENDS:  # plain generate keeps the end token it stopped at
+        plain = plain.split(end)[0]
+    assert plain == ours and ours.strip()

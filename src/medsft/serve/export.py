@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from peft import PeftModel
+from transformers import GenerationConfig
 
 from medsft.core.artifacts import verify_run_artifacts
 from medsft.core.errors import UserError
 from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.sampling import generate_kwargs
 from medsft.core.spec import RunSpec
+from medsft.modeling.generation import REPLY_ENDS
 from medsft.modeling.loading import (
     check_adapter_base,
     check_safetensors_only,
@@ -59,10 +63,20 @@ def check_export_target(out_dir: str | Path, repo_root: str | Path = ".") -> Pat
     return out
 
 
-def merge_adapter(spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path) -> Path:
+def export_generation_config(generation: dict[str, Any], tokenizer: Any) -> GenerationConfig:
+    """``generation_config.json`` of an export: the profile's ``generation`` section (greedy
+    unless ``do_sample``) and the tokens a reply ends at, so that a plain ``generate`` decodes
+    as evaluate and chat do."""
+    ends = [tokenizer.convert_tokens_to_ids(token) for token in REPLY_ENDS]
+    return GenerationConfig(**generate_kwargs(generation), eos_token_id=ends, pad_token_id=tokenizer.pad_token_id)
+
+
+def merge_adapter(
+    spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path, generation: dict[str, Any] | None = None
+) -> Path:
     """Write a standalone model (safetensors) with its tokenizer into ``out_dir``: loadable by
-    ``AutoModelForCausalLM.from_pretrained`` without peft. ``out_dir`` must pass
-    :func:`check_export_target`."""
+    ``AutoModelForCausalLM.from_pretrained`` without peft, with ``generation`` (the config's
+    section) as its ``generation_config.json``. ``out_dir`` must pass :func:`check_export_target`."""
     out = check_export_target(out_dir)
     if spec.artifacts:
         verify_run_artifacts(spec.artifacts, adapter_dir)
@@ -72,6 +86,8 @@ def merge_adapter(spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path) -
     # With modules_to_save, embed_tokens and lm_head were trained as two copies (as the real
     # V2 did); peft unties them on merge (tie_word_embeddings=False), so both are saved.
     merged = peft_quietly(PeftModel.from_pretrained, base, str(adapter_dir)).merge_and_unload()
+    if generation is not None:
+        merged.generation_config = export_generation_config(generation, tokenizer)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
