@@ -324,3 +324,45 @@ def test_a_corrupted_cache_file_is_refused_naming_it(repo):
         shutil.rmtree(weights.parent, ignore_errors=True)
         run(["dvc", "checkout", "train@v1"], repo)
     assert changed_stages(repo) == set()  # the earlier evaluation was left whole
+
+
+PLAIN_PEFT = """
+import json, sys
+sys.modules["medsft"] = None  # the project's package is not importable here
+import torch
+from peft import AutoPeftModelForCausalLM
+model = AutoPeftModelForCausalLM.from_pretrained("runs/v2/train/adapter")  # its base from adapter_config.json
+ids = torch.tensor([json.loads(sys.argv[1])])
+with torch.no_grad():
+    print(json.dumps(model(input_ids=ids).logits[0, -1, :8].tolist()))
+"""
+
+
+def test_an_adapter_loads_with_peft_alone_from_the_repository(pipeline, monkeypatch):
+    """adapter_config.json names a base peft can load (the pretrain stage's folder), and the
+    model is the one evaluate loads."""
+    import torch
+
+    from medsft.core.spec import RunSpec
+    from medsft.modeling.loading import load_adapter
+
+    repo = pipeline.path
+    config = json.loads((repo / "runs/v2/train/adapter/adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "models/tiny-base"
+    monkeypatch.chdir(repo)
+    spec = RunSpec.read(repo / "runs/v2/train")
+    model, tok = load_adapter(spec.model, repo / "runs/v2/train/adapter", spec.artifacts)
+    ids = tok("糖尿病的诊断标准是什么？", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        ours = model(input_ids=torch.tensor([ids])).logits[0, -1, :8].tolist()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAIN_PEFT, json.dumps(ids)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == pytest.approx(ours, abs=1e-5)

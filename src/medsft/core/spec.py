@@ -36,6 +36,16 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def code_fingerprint() -> str:
+    """A short hash of the ``medsft`` package's own files (code and report templates): a result
+    kept across runs, such as a finished sweep point, is reused only by the code that made it."""
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(p for p in package.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(package).as_posix().encode("utf-8") + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def base_model_id(model: dict[str, Any]) -> str:
     """The identity of a profile's base model: its hub id or local path; for the seeded
     architecture (no checkpoint) a name fixed by its config and init seed; for a base the
@@ -51,6 +61,20 @@ def base_model_id(model: dict[str, Any]) -> str:
         return json.loads(info.read_text(encoding="utf-8"))["base_model_id"]
     digest = hashlib.sha256(json.dumps([model["config"], model["init_seed"]], sort_keys=True).encode()).hexdigest()
     return f"medsft/tiny-qwen3-{digest[:12]}"
+
+
+def base_model_source(model: dict[str, Any]) -> str:
+    """Where a profile's base model loads from, as ``from_pretrained`` takes it: the hub id or
+    local path of a checkpoint, or the folder the ``pretrain`` stage wrote (relative to the
+    repository root). An adapter records it as ``base_model_name_or_path``, so that peft and
+    transformers alone can load it. The seeded architecture without pretraining has no saved
+    weights: its identity (:func:`base_model_id`) stands in."""
+    if model.get("pretrained_model_name_or_path"):
+        return str(model["pretrained_model_name_or_path"])
+    pretrain = model.get("pretrain") or {}
+    if pretrain.get("training"):
+        return str(pretrain["output_dir"])
+    return model.get("base_model_id") or base_model_id(model)
 
 
 @dataclass
@@ -81,6 +105,11 @@ class RunSpec:
     @property
     def base_model_id(self) -> str:
         return self.model["base_model_id"]
+
+    @property
+    def base_model_source(self) -> str:
+        """Where the base loads from (:func:`base_model_source`)."""
+        return base_model_source(self.model)
 
     @property
     def max_length(self) -> int:

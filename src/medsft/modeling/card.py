@@ -22,7 +22,7 @@ INTENDED_USE = (
 def model_card(spec: RunSpec, merged: bool = False, results: dict[str, dict] | None = None) -> str:
     """A README.md for an adapter (or merged model) folder; ``results`` (name -> a metrics
     file's numbers) adds a results table, for copies made outside the DAG such as exports."""
-    base = spec.base_model_id
+    base = spec.base_model_source
     model, fmt = spec.model, spec.format
     quant = f", quantization {json.dumps(model['quantization'], sort_keys=True)}" if model.get("quantization") else ""
     settings = {"lora": spec.lora, "training": spec.training, "augment": spec.augment}
@@ -39,7 +39,7 @@ def model_card(spec: RunSpec, merged: bool = False, results: dict[str, dict] | N
         INTENDED_USE,
         "",
         "## Training",
-        f"- Base model: `{base}` (profile `{model['name']}`{quant})",
+        f"- Base model: `{base}` (profile `{model['name']}`, identity `{spec.base_model_id}`{quant})",
         f"- Format: ChatML with the system prompt 「{fmt['system_prompt']}」, target style "
         f"`{fmt['target_style']}`, max_length {spec.max_length}",
         "- Settings as used (`peft.LoraConfig` and `transformers.TrainingArguments` fields; the run's "

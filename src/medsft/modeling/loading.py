@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedMod
 
 from medsft.core.artifacts import verify_run_artifacts
 from medsft.core.errors import UserError
-from medsft.core.spec import base_model_id
+from medsft.core.spec import base_model_id, base_model_source
 from medsft.data.tokenizer import load_tokenizer
 
 
@@ -163,7 +163,7 @@ def load_adapter(model: dict[str, Any], adapter_dir: str | Path, artifacts: dict
     (:func:`check_adapter_base`); a shape mismatch (a checkpoint of another size) or an
     unreadable file is a one-line error too.
     """
-    check_adapter_base(adapter_dir, model["base_model_id"])
+    check_adapter_base(adapter_dir, base_model_source(model))
     if artifacts:
         verify_run_artifacts(artifacts, adapter_dir)
     else:

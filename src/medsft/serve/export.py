@@ -80,7 +80,7 @@ def merge_adapter(
     out = check_export_target(out_dir)
     if spec.artifacts:
         verify_run_artifacts(spec.artifacts, adapter_dir)
-    check_adapter_base(adapter_dir, spec.base_model_id)
+    check_adapter_base(adapter_dir, spec.base_model_source)
     check_safetensors_only(adapter_dir)
     base, tokenizer = load_model_and_tokenizer(spec.model, quantize=False)
     # With modules_to_save, embed_tokens and lm_head were trained as two copies (as the real

@@ -3,7 +3,7 @@
 Each job runs in its own folder ``sweeps/<name>/<overrides>/`` and writes its run spec,
 history, metrics and adapter there, plus ``status.json`` (complete or failed, with the
 error). A failing point is recorded and the sweep goes on. A rerun skips points already
-complete with the same spec. :mod:`medsft.sweep.summary` ranks the points when the
+complete with the same spec, settings and code. :mod:`medsft.sweep.summary` ranks the points when the
 multirun ends.
 """
 
@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from medsft.core.config import validate
 from medsft.core.io import atomic_write_json, read_jsonl
-from medsft.core.spec import RunSpec, fingerprint, resolve_spec
+from medsft.core.spec import RunSpec, code_fingerprint, fingerprint, resolve_spec
 from medsft.evaluate.run import evaluate_run
 from medsft.train.trainer import train_run
 
@@ -53,7 +53,8 @@ def run_point(cfg: DictConfig, job_dir: Path, overrides: list[str], base_variant
     try:
         spec, point = point_spec(cfg, base_variant)
         evaluation = [OmegaConf.to_container(point[s], resolve=True) for s in ("evaluate", "generation")]
-        config_id = fingerprint(spec.to_dict(), *evaluation)
+        # The code too: after a change that DVC reruns the sweep for, every point runs again.
+        config_id = fingerprint(spec.to_dict(), *evaluation, code_fingerprint())
         if status_path.exists():
             previous = json.loads(status_path.read_text(encoding="utf-8"))
             if previous.get("status") == "complete" and previous.get("config_id") == config_id:

@@ -113,16 +113,16 @@ def logged_loss_mean(log_history: list[dict[str, Any]]) -> float | None:
     return total / steps if steps else None
 
 
-def normalise_adapter_config(adapter_dir: Path, base_model_id: str) -> None:
+def normalise_adapter_config(adapter_dir: Path, base_model: str) -> None:
     """Rewrite ``adapter_config.json`` with sorted keys and lists (peft writes
-    ``target_modules`` from a set, in an order that changes between processes) and with the
-    base model's identity."""
+    ``target_modules`` from a set, in an order that changes between processes) and with
+    ``base_model`` (where the base loads from) as ``base_model_name_or_path``."""
     path = adapter_dir / "adapter_config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     for key in ("target_modules", "modules_to_save"):
         if isinstance(config.get(key), list):
             config[key] = sorted(config[key])
-    config["base_model_name_or_path"] = base_model_id
+    config["base_model_name_or_path"] = base_model
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
@@ -297,7 +297,7 @@ def write_outputs(setup: TrainSetup, out: Path, train_records: list[dict[str, An
     }
     with atomic_dir(out / "adapter") as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
-        normalise_adapter_config(tmp, spec.base_model_id)
+        normalise_adapter_config(tmp, spec.base_model_source)
         write_model_card(tmp, model_card(spec))
         # What every consumer checks before it reads the adapter (medsft.core.artifacts).
         spec = replace(spec, artifacts=run_artifacts(tmp, spec.model))
