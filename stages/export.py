@@ -3,9 +3,10 @@
     python -m stages.export VARIANT [export_dir=DIR]
 
 Writes DIR (default exports/VARIANT): model weights (safetensors), config, tokenizer, a model
-card and generation_config.json (params.yaml's generation section and the reply's end tokens); loadable with AutoModelForCausalLM.from_pretrained, without peft. The base model
-and settings come from the run's runs/VARIANT/train/run_config.yaml. DIR must be new or an
-earlier export (nothing else is ever replaced). A QLoRA adapter is merged into the base
+card and generation_config.json (params.yaml's generation section and the reply's end
+tokens); loadable with AutoModelForCausalLM.from_pretrained, without peft. The base model and
+settings come from the run's runs/VARIANT/train/run_config.yaml. DIR must be new or an earlier
+export (nothing else is ever replaced). A QLoRA adapter is merged into the base
 reloaded unquantized (see medsft.serve.export). Not a stage of the default pipeline, so that
 `dvc repro` stays fast; to version exports:
     dvc stage add -n export -d runs/v2/train/adapter -o exports/v2 python -m stages.export v2
