@@ -47,11 +47,16 @@ def reference() -> Path:
     return REFERENCE
 
 
+def tool_env(**extra: str) -> dict[str, str]:
+    """The environment with this interpreter's bin folder first on PATH (dvc, python)."""
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **extra)
+
+
 def run(cmd: list[str], cwd: Path) -> str:
     """Run a command with this interpreter's bin folder first on PATH (dvc, python), and in a
     copy of the repository with that copy's own package (the code its dvc.lock records); fail
     with its output."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = tool_env()
     if (Path(cwd) / "src" / "medsft").is_dir():
         env["PYTHONPATH"] = str(Path(cwd) / "src")
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, ran_stages, run
+from tests.conftest import ROOT, ran_stages, run, tool_env
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,7 @@ def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
 
 def start_queue_workers(repo: Path, *args: str) -> None:
     """`dvc queue start ARGS`. The workers outlive the command: give them no pipe to hold open."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = tool_env()
     subprocess.run(
         ["dvc", "queue", "start", *args],
         cwd=repo,
@@ -285,7 +285,7 @@ def test_a_failed_exp_run_leaves_params_yaml_as_it_was(repo):
         "bad type": "variants.v2.training.learning_rate=abc",
         "a stage that raises": "data.path=conf",  # prepare: a folder where a file belongs
     }
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = tool_env()
     for case, override in failing.items():
         proc = subprocess.run(["dvc", "exp", "run", "-S", override], cwd=repo, env=env, capture_output=True, text=True)
         assert proc.returncode != 0, case
@@ -306,7 +306,7 @@ def test_a_corrupted_cache_file_is_refused_naming_it(repo):
     original = blob.read_bytes()
     damaged = original[:-64] + bytes(b ^ 0xFF for b in original[-64:])
     weights = repo / "runs/v1/train/adapter/adapter_model.safetensors"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", MEDSFT_DEBUG="")
+    env = tool_env(MEDSFT_DEBUG="")
     try:
         blob.chmod(0o644)
         blob.write_bytes(damaged)

@@ -14,6 +14,7 @@ same way an imported run's ``run_config.yaml`` is read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,7 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+@functools.cache  # the package does not change while a process runs: read it once
 def code_fingerprint() -> str:
     """A short hash of the ``medsft`` package's own files (code and report templates): a result
     kept across runs, such as a finished sweep point, is reused only by the code that made it."""

@@ -17,7 +17,8 @@ def training_arguments(
     """TrainingArguments of ``fields`` (TrainingArguments field names), reporting to SwanLab
     through transformers' integration when ``tracking`` asks for it, as the run ``run_name``.
     Tracking is not among ``fields``: it changes no trained byte."""
-    where: dict[str, Any] = {"report_to": report_to(dict(tracking) if tracking else None)}
-    if tracking_enabled(dict(tracking) if tracking else None) and run_name:
+    settings = dict(tracking) if tracking else None
+    where: dict[str, Any] = {"report_to": report_to(settings)}
+    if tracking_enabled(settings) and run_name:
         where["run_name"] = run_name
     return TrainingArguments(**fields, **where)
