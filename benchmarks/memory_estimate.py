@@ -6,10 +6,12 @@
 Prints, for each variant, the memory its QLoRA training holds at its peak: what PyTorch
 allocates (``torch.cuda.max_memory_allocated``), not the CUDA context (~0.5 GB) nor what the
 caching allocator keeps reserved beyond it (a system monitor such as nvidia-smi or SwanLab's
-shows both). Beside it: the seed report's 14.2 GB peak (v2, batch 4, max_length 2048, a 16 GB
-GPU; ``../shared/seed/000_6609f41e1f332f88.txt`` §7) and, when given a CPU run of the same
-profile (``metrics.json``'s ``peak_cpu_rss_bytes``), the prediction at that run's batch, length
-and optimizer beside its measured peak resident set.
+shows both). Then, whatever the batch and length asked for, v2's prediction at the seed's batch
+4 x length 2048 beside the seed report's measured 14.2 GB peak (§7: v2, batch 4, max_length 2048,
+a 16 GB GPU; quoted in ``SEED_REPORT_PEAK_GB``, and checked against the report itself,
+``../shared/seed/000_6609f41e1f332f88.txt``, where that is present) and, when given a CPU run of
+the same profile (``metrics.json``'s ``peak_cpu_rss_bytes``), the prediction at that run's batch,
+length and optimizer beside its measured peak resident set.
 
 Notation: V vocabulary, H hidden size, I MLP size, N layers, d head size, q/kv attention and
 key-value heads, r LoRA rank, B batch size, L padded sequence length, T = B * L tokens.
@@ -62,6 +64,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,7 +73,11 @@ from typing import Any
 GB = 1e9  # decimal gigabytes, as GPU memory is quoted
 FP32, BF16 = 4, 2
 SEED_REPORT_PEAK_GB = 14.2  # the seed report's §7: "16GB显存高效利用（峰值14.2GB）", v2
-SEED_REPORT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "000_6609f41e1f332f88.txt"
+SEED_REPORT_QUOTE = "峰值14.2GB"  # what the report says, checked where the report is present
+SEED_BATCH, SEED_LENGTH = 4, 2048  # the seed's v2: per-device batch 4, max_length 2048
+SEED_REPORT_NAME = "seed/000_6609f41e1f332f88.txt"
+# The project's shared material (not in the repository): ../shared, or $MEDSFT_SHARED.
+SEED_REPORT = Path(os.environ.get("MEDSFT_SHARED", Path(__file__).resolve().parents[2] / "shared")) / SEED_REPORT_NAME
 # Bytes of optimizer state per trainable parameter.
 OPTIMIZER_STATE_BYTES = {
     "adamw_8bit": 2 + 2 * FP32 / 256,
@@ -211,11 +218,12 @@ def tokens_for_peak(arch: Architecture, lora: dict[str, Any], target_bytes: floa
     return low
 
 
-def seed_report_peak() -> float | None:
-    """14.2 (GB) if the seed report states it where expected, else None (report not here)."""
+def seed_report_check() -> bool | None:
+    """Whether the seed report states the quoted peak (``SEED_REPORT_QUOTE``): None where the
+    report is not here (users do not have ../shared), so the quoted figure stands unchecked."""
     if not SEED_REPORT.exists():
         return None
-    return SEED_REPORT_PEAK_GB if "峰值14.2GB" in SEED_REPORT.read_text(encoding="utf-8") else None
+    return SEED_REPORT_QUOTE in SEED_REPORT.read_text(encoding="utf-8")
 
 
 def cpu_run(path: Path) -> dict[str, Any]:
@@ -296,14 +304,32 @@ def main(argv: list[str] | None = None) -> int:
         )
         saved = results["v2"]["peak"] - tied["peak"]
         print(f"v2 with ensure_weight_tying (one trained copy): {tied['peak'] / GB:.2f} GB ({saved / GB:.2f} GB less)")
-    seed = seed_report_peak()
-    if seed is not None and "v2" in results:
-        print(f"\nseed report, v2 peak: {seed:.1f} GB (batch 4, max_length 2048, a 16 GB GPU)")
-        tokens = tokens_for_peak(arch, loras["v2"], seed * GB, optim=optims["v2"])
+    if "v2" in cfg.variants:  # the seed report's peak, beside v2 at the seed's batch and length
+        lora = OmegaConf.to_container(cfg.variants.v2.lora, resolve=True)
+        optim = cfg.variants.v2.training.get("optim", "paged_adamw_8bit")
+        seed_full = estimate(arch, lora, SEED_BATCH, SEED_LENGTH, optim)["peak"]
+        seed_chunked = estimate(arch, lora, SEED_BATCH, SEED_LENGTH, optim, loss_chunk_size=chunk)["peak"]
+        chunked = f"; {seed_chunked / GB:.2f} GB with model.loss_chunk_size {chunk}" if chunk is not None else ""
         print(
-            f"v2 predicted {full['v2'] / GB:.1f} GB here with all logits, as the seed's loop held them; "
-            f"the model reaches {seed:.1f} GB at "
-            f"{tokens:,} tokens per batch (batch 4 x length {tokens // 4:,})"
+            f"\nv2 at batch {SEED_BATCH} x length {SEED_LENGTH}: predicted {seed_full / GB:.2f} GB with all logits "
+            f"(as the seed's loop held them{chunked}); seed report: {SEED_REPORT_PEAK_GB:.1f} GB peak"
+        )
+        checked = seed_report_check()
+        status = {
+            None: "not here, the figure is quoted",
+            True: "present, states it",
+            False: "present, DOES NOT state it: check SEED_REPORT_PEAK_GB",
+        }[checked]
+        print(
+            f"  (the seed report's §7: v2, batch {SEED_BATCH}, max_length {SEED_LENGTH}, a 16 GB GPU; "
+            f"../shared/{SEED_REPORT_NAME}: {status})"
+        )
+        if checked is False:
+            print(f"warning: {SEED_REPORT}: the quoted {SEED_REPORT_PEAK_GB} GB peak is not in it", file=sys.stderr)
+        tokens = tokens_for_peak(arch, lora, SEED_REPORT_PEAK_GB * GB, optim=optim)
+        print(
+            f"  with all logits the model reaches {SEED_REPORT_PEAK_GB:.1f} GB at {tokens:,} tokens per batch "
+            f"(batch {SEED_BATCH} x length {tokens // SEED_BATCH:,})"
         )
 
     if args.cpu_run or args.cpu_rss:

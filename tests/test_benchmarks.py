@@ -1,11 +1,13 @@
 """lm-eval benchmarks in the evaluate stage: the local task end to end on a tiny trained adapter,
 the record's layout, and the one-line errors for an unknown task and for data that cannot be
-fetched."""
+fetched. And benchmarks/memory_estimate.py's seed comparison."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,7 +27,7 @@ from medsft.core.io import write_jsonl
 from medsft.evaluate import run as evaluate_module
 from medsft.evaluate.benchmarks import BenchmarkError, Benchmarks, benchmark_record, load_tasks, run_benchmarks
 from medsft.train.trainer import train_variant
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tool_env
 from tests.test_training import FAST, RECORDS
 
 QUICK_EVAL = ["evaluate.num_generations=1", "generation.max_new_tokens=2", "evaluate.probes=null"]
@@ -230,3 +232,34 @@ def test_the_config_checks_benchmark_settings():
         load_config(["evaluate.lm_eval.limit=0"], libraries=False)
     with pytest.raises(ConfigError, match="evaluate.lm_eval.num_fewshot"):
         load_config(["evaluate.lm_eval.num_fewshot=many"], libraries=False)
+
+
+# --- benchmarks/memory_estimate.py: the seed report's peak beside v2's prediction ---------------
+
+
+def test_memory_estimate_prints_the_seed_peak_beside_v2_by_default(tmp_path):
+    """With no arguments and no ../shared: v2's prediction at the seed's batch 4 x length 2048
+    and the seed report's 14.2 GB peak on one line, the report named as its source."""
+    env = tool_env(MEDSFT_SHARED=str(tmp_path / "no-shared"))
+    argv = [sys.executable, "benchmarks/memory_estimate.py"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("v2 at batch 4 x length 2048: predicted ")]
+    assert re.search(r"predicted \d+\.\d\d GB with all logits .*; seed report: 14\.2 GB peak$", line), line
+    assert "the seed report's §7: v2, batch 4, max_length 2048, a 16 GB GPU" in done.stdout
+    assert "seed/000_6609f41e1f332f88.txt: not here, the figure is quoted" in done.stdout
+
+
+def test_memory_estimate_checks_the_quoted_peak_against_the_report(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("memory_estimate", ROOT / "benchmarks/memory_estimate.py")
+    mem = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "memory_estimate", mem)  # dataclasses look their module up
+    spec.loader.exec_module(mem)
+    report = tmp_path / mem.SEED_REPORT_NAME
+    monkeypatch.setattr(mem, "SEED_REPORT", report)
+    assert mem.seed_report_check() is None  # absent: the quoted figure stands
+    report.parent.mkdir(parents=True)
+    report.write_text("4. **资源利用**：16GB显存高效利用（峰值14.2GB）\n", encoding="utf-8")
+    assert mem.seed_report_check() is True
+    report.write_text("4. **资源利用**：16GB显存高效利用（峰值15.0GB）\n", encoding="utf-8")
+    assert mem.seed_report_check() is False
