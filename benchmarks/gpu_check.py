@@ -4,12 +4,14 @@
         [--data FILE] [--liger] [--loss-chunk-size N] [--packing] [--attn IMPL] [--out DIR]
 
 The driver of ``benchmarks/gpu_check.sh`` (which installs, writes the random model and calls
-this); it runs on CPU too, slowly. The variant trains as written (batch 4 x accumulation 4,
+this); it runs on CPU too, slowly (``gpu_check.sh --dry-run``: a tiny random Qwen3 on CPU, the
+peak resident set size in place of CUDA memory). The variant trains as written (batch 4 x accumulation 4,
 paged 8-bit Adam, bf16, gradient checkpointing, QLoRA NF4) for ``--steps`` optimizer steps on
 ``--data`` through the train stage's own function, into ``--out`` (never ``runs/``), then
 prints non-padding tokens per second of training and the peak memory (``metrics.json``:
 ``tokens_per_second``, ``peak_cuda_allocated_bytes``) beside ``benchmarks/memory_estimate.py``'s
-prediction for the longest batch the data can form.
+prediction for the longest batch the data can form, on the architecture of ``--model``'s
+``config.json``.
 
 - ``--liger``: ``TrainingArguments.use_liger_kernel`` (``pip install -e '.[liger]'``): Liger's
   Triton kernels, among them a fused output layer + cross-entropy that never holds the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -42,7 +45,6 @@ from medsft.data.formatting import encode_records
 from medsft.data.records import read_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling import loading
-from medsft.modeling.architecture import profile_architecture
 from medsft.train.trainer import train_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = resolve_spec(cfg, args.variant)
     batch = int(spec.training["per_device_train_batch_size"])
     mem = load_memory_estimate()
-    arch = mem.Architecture.from_config(profile_architecture("qwen3-1.7b"))
+    # The model's own shapes: Qwen3-1.7B's, or the dry run's tiny Qwen3.
+    arch = mem.Architecture.from_config(json.loads((Path(args.model) / "config.json").read_text(encoding="utf-8")))
     optim = spec.training.get("optim", "paged_adamw_8bit")
     predicted = mem.estimate(arch, spec.lora, batch, longest, optim, loss_chunk_size=cfg.model.loss_chunk_size)
     # Liger's fused output layer + loss never holds the logits: the layer working set remains.
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  peak CUDA memory allocated: {metrics['peak_cuda_allocated_bytes'] / 1e9:.2f} GB")
         print(f"  peak CUDA memory reserved:  {torch.cuda.max_memory_reserved() / 1e9:.2f} GB")
     else:
-        print(f"  peak RSS (no CUDA): {metrics['peak_cpu_rss_bytes'] / 1e9:.2f} GB")
+        print(f"  peak memory (no CUDA: CPU resident set size, RSS): {metrics['peak_cpu_rss_bytes'] / 1e9:.2f} GB")
     print(
         f"  memory model at batch {batch} x {longest} (the longest example), this run's loss: "
         f"{predicted['peak'] / 1e9:.2f} GB; all logits: {full['peak'] / 1e9:.2f} GB; "

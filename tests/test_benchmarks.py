@@ -1,6 +1,7 @@
 """lm-eval benchmarks in the evaluate stage: the local task end to end on a tiny trained adapter,
 the record's layout, and the one-line errors for an unknown task and for data that cannot be
-fetched. And benchmarks/memory_estimate.py's seed comparison."""
+fetched. And the scripts of benchmarks/: the memory model's seed comparison and the GPU
+check's dry run on CPU."""
 
 from __future__ import annotations
 
@@ -234,7 +235,7 @@ def test_the_config_checks_benchmark_settings():
         load_config(["evaluate.lm_eval.num_fewshot=many"], libraries=False)
 
 
-# --- benchmarks/memory_estimate.py: the seed report's peak beside v2's prediction ---------------
+# --- benchmarks/ scripts: the memory model's seed comparison, the GPU check's dry run ------------
 
 
 def test_memory_estimate_prints_the_seed_peak_beside_v2_by_default(tmp_path):
@@ -263,3 +264,25 @@ def test_memory_estimate_checks_the_quoted_peak_against_the_report(tmp_path, mon
     assert mem.seed_report_check() is True
     report.write_text("4. **资源利用**：16GB显存高效利用（峰值15.0GB）\n", encoding="utf-8")
     assert mem.seed_report_check() is False
+
+
+def test_gpu_check_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --dry-run: no GPU, no install; a tiny random Qwen3 through the
+    qwen3-1.7b profile's v2 with the chunked loss, tokens/s and peak RSS printed; --liger is
+    skipped on CPU, not an error."""
+    started = time.perf_counter()
+    argv = ["bash", "benchmarks/gpu_check.sh", "--dry-run", "--no-install", "--liger", "--work", str(tmp_path)]
+    done = subprocess.run(argv, cwd=ROOT, env=tool_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    out = done.stdout
+    assert "--liger: skipped on CPU (Liger's Triton kernels need a CUDA GPU)" in out
+    assert "would run" not in out and "install:" not in out  # --no-install: nothing to show
+    # The profile's chunked loss (model.loss_chunk_size: a number, not null).
+    settings = r"^  liger False, loss_chunk_size \d+, packing False, attention sdpa, max_length 128$"
+    assert re.search(settings, out, re.MULTILINE)
+    assert re.search(r"^v2 on \S+/tiny-random: 1 steps in \d+ s", out, re.MULTILINE)
+    assert re.search(r"^  non-padding tokens/s of training: [\d,]+$", out, re.MULTILINE)
+    assert re.search(r"^  peak memory \(no CUDA: CPU resident set size, RSS\): \d+\.\d\d GB$", out, re.MULTILINE)
+    assert re.search(r"^  memory model at batch 4 x \d+ .*: \d+\.\d\d GB", out, re.MULTILINE)
+    assert re.search(r"^  final train loss \d+\.\d+, eval loss \d+\.\d+$", out, re.MULTILINE)
+    print(f"gpu_check.sh --dry-run: {time.perf_counter() - started:.0f} s")
