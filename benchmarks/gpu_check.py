@@ -17,7 +17,7 @@ prediction for the longest batch the data can form, on the architecture of ``--m
   Triton kernels, among them a fused output layer + cross-entropy that never holds the
   logits (the memory model's largest term at length 2048).
 - ``--loss-chunk-size N|null``: ``model.loss_chunk_size`` (the profile's 256 by default): the
-  same fusion in plain torch (``medsft.train.loss``), N positions at a time, checked on CPU
+  same fusion in plain torch (``medsft.modeling.loss``), N positions at a time, checked on CPU
   against transformers' loss; ``null`` computes transformers' loss over the full logits.
 - ``--packing``: ``model.packing=true``, padding-free batches (``medsft.train.packing``). On a
   GPU, ``--attn flash_attention_2`` (needs ``flash-attn``) is what keeps them cheap: its varlen

@@ -35,7 +35,7 @@ options:
                     Triton kernels, the output layer + cross-entropy without the logits
   --loss-chunk-size N|null
                     model.loss_chunk_size (the profile's 256 by default): the output layer
-                    + loss fused in plain torch, N positions at a time (medsft.train.loss);
+                    + loss fused in plain torch, N positions at a time (medsft.modeling.loss);
                     null: transformers' loss over the full logits (pair with --liger)
   --packing         model.packing=true: padding-free batches (medsft.train.packing). Use it
                     with --attn flash_attention_2 (installs flash-attn, a long build where no

@@ -46,7 +46,7 @@ Bytes per element: fp32 4, bf16 2. The terms (bytes):
   logit on CPU at T = 2048 with this transformers' loss under bf16 autocast (peak RSS above a
   baseline, fp32 output weight, frozen). At the seed's 4 x 2048 this term is 12.4 GB: it is the
   one a fused output layer + loss removes (Liger's, ``benchmarks/gpu_check.sh --liger``, or the
-  profile's ``model.loss_chunk_size``, ``medsft.train.loss``).
+  profile's ``model.loss_chunk_size``, ``medsft.modeling.loss``).
   With ``model.loss_chunk_size`` = c: one chunk's logits, c V values of 2 (bf16 from the
   layer) + 4 (fp32 softmax) + 2 (bf16 gradient) bytes, the fp32 gradient of the hidden states
   kept from the forward pass (4 T H) and, when the output layer is trained (v2's copy), the

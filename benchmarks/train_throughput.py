@@ -15,7 +15,7 @@ epoch each, so all of them see exactly the same examples and tokens:
   group, history.csv rewritten at every log);
 - packed: the same with ``model.packing=true``: each batch's examples in one row, no padding;
 - packed + chunked loss: and ``model.loss_chunk_size`` (``--chunk``): the output layer and
-  the loss fused, a chunk of positions at a time (``medsft.train.loss``).
+  the loss fused, a chunk of positions at a time (``medsft.modeling.loss``).
 
 Throughput is non-padding tokens per second of training: tokens the model reads that are not
 padding, over the training loop's seconds without evaluation (``metrics.json``'s
@@ -54,7 +54,7 @@ from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import add_lora, load_base_model
 from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import GradGroupNormCallback
-from medsft.train.loss import linear_cross_entropy, output_weight
+from medsft.modeling.loss import linear_cross_entropy, output_weight
 from medsft.train.packing import flattening_collator, prepare_for_packing
 from medsft.train.trainer import train_variant
 

@@ -4,8 +4,9 @@
 
 With model.pretrain.training set (the tiny profile), trains the seeded architecture in full on
 prepare.out_dir/train.jsonl and writes model.pretrain.output_dir (safetensors, tokenizer,
-history.csv, base.json). With it null (a pretrained checkpoint such as qwen3-1.7b), writes only
-a note there: the profile's base is loaded as it is.
+history.csv, base.json); with model.pretrain.trim_vocabulary, its vocabulary rows are the token
+ids of train.jsonl and val.jsonl (token_map.json). With it null (a pretrained checkpoint such as
+qwen3-1.7b), writes only a note there: the profile's base is loaded as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = logging.getLogger("pretrain")
 OUTPUTS = (
     *("model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"),
     *("chat_template.jinja", "special_tokens_map.json", "history.csv", "base.json", "NO_PRETRAINING.json"),
+    "token_map.json",
 )
 
 
@@ -44,14 +46,15 @@ def main(argv: list[str] | None = None) -> int:
             mark(tmp, "pretrain")
         log.info("profile %s: no pretraining (model.pretrain.training is null)", model["name"])
         return 0
-    train_file = Path(cfg.prepare.out_dir) / "train.jsonl"
-    require_inputs((train_file, "prepare"))
+    train_file, val_file = (Path(cfg.prepare.out_dir) / f"{split}.jsonl" for split in ("train", "val"))
+    require_inputs((train_file, "prepare"), (val_file, "prepare"))
     pretrain_base(
         model,
         OmegaConf.to_container(cfg.format, resolve=True),
         read_jsonl(train_file),
         out,
         divergence=OmegaConf.to_container(cfg.divergence, resolve=True),
+        vocabulary_records=read_jsonl(val_file) if model["pretrain"]["trim_vocabulary"] else (),
     )
     return 0
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MEDSFT_SHARED", ROOT.parent / "shared"))
 REFERENCE = SHARED / "reference"
 # Overrides for tests that train or resolve specs without running the pretrain stage first.
-NO_PRETRAIN = ["tracking.mode=disabled", "model.pretrain.training=null"]
+NO_PRETRAIN = ["tracking.mode=disabled", "model.pretrain.training=null", "model.pretrain.trim_vocabulary=false"]
 
 
 @pytest.fixture(autouse=True)

@@ -34,6 +34,7 @@ def sweep(tmp_path, *overrides):
         "-m",
         "+sweep=ci",
         "model.pretrain.training=null",
+        "model.pretrain.trim_vocabulary=false",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"prepare.out_dir={prepared}",
         *overrides,

@@ -25,6 +25,7 @@ RECORDS = [
 FAST = [
     "tracking.mode=disabled",
     "model.pretrain.training=null",  # the seeded init as the base: no pretrain stage needed
+    "model.pretrain.trim_vocabulary=false",
     "model.max_length=64",
     "model.training.max_steps=4",
     "model.training.logging_steps=1",

@@ -50,6 +50,10 @@ class PretrainConfig:
     # TrainingArguments fields of a full-parameter causal-LM run from the seeded init on the
     # train split; null: the profile loads a pretrained checkpoint (or the seeded init as is).
     training: dict[str, Any] | None = None
+    # Build the base with one vocabulary row per token id of the prepared data (plus the
+    # tokenizer's added tokens and a reserved row for any other id) instead of config.vocab_size
+    # rows; the model still takes and gives the tokenizer's real ids (medsft.modeling.vocab).
+    trim_vocabulary: bool = False
 
 
 @dataclass
@@ -67,7 +71,7 @@ class ModelConfig:
     # per example (medsft.train.packing). Evaluation batches stay padded.
     packing: bool = False
     # Training loss computed this many positions at a time, the output layer fused in, never
-    # holding the full logits (medsft.train.loss); null: transformers' loss over all logits.
+    # holding the full logits (medsft.modeling.loss); null: transformers' loss over all logits.
     loss_chunk_size: int | None = None
     training: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
@@ -360,6 +364,15 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
             raise ConfigError(f"{source}: variants.{name}.augment.term_masking.probability must be in [0, 1]")
     if cfg.model.pretrain.training is not None and cfg.model.pretrained_model_name_or_path is not None:
         raise ConfigError(f"{source}: model.pretrain.training is for the seeded architecture; set it to null")
+    if cfg.model.pretrain.trim_vocabulary and cfg.model.pretrain.training is None:
+        raise ConfigError(
+            f"{source}: model.pretrain.trim_vocabulary builds a base to pretrain; set model.pretrain.training"
+        )
+    if cfg.model.pretrain.trim_vocabulary and cfg.model.loss_chunk_size is None:
+        raise ConfigError(
+            f"{source}: model.pretrain.trim_vocabulary computes losses on the trimmed rows (medsft.modeling.loss); "
+            "set model.loss_chunk_size"
+        )
     check_own_ranges(cfg, source)
     try:  # names that become folders: runs/<variant>, sweeps/<sweep_name>
         for name in cfg.variants:

@@ -13,7 +13,7 @@ and an AMD CPU on one machine):
 - MKL's vector math (``exp``, ``log``, ``sqrt`` of a tensor) takes an Intel-only branch that
   no ``MKL_CBWR`` short of ``COMPATIBLE`` removes (that one makes training 1.5x slower), so
   the training step avoids it: the chunked loss uses torch's softmax kernels
-  (``medsft.train.loss``) and the optimizer is the fused AdamW.
+  (``medsft.modeling.loss``) and the optimizer is the fused AdamW.
 - ``torch.use_deterministic_algorithms(True, warn_only=True)``: torch's deterministic
   implementations wherever it has one (e.g. index_put_ with accumulation on CPU, cuBLAS
   workspaces on CUDA), with a warning where it has none.

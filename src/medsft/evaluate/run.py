@@ -28,6 +28,8 @@ from medsft.evaluate.benchmarks import load_tasks, run_benchmarks
 from medsft.evaluate.metrics import score_replies, term_document_frequency
 from medsft.modeling.generation import generate_replies
 from medsft.modeling.loading import load_adapter
+from medsft.modeling.loss import causal_lm_loss, final_hidden_states, output_layer
+from medsft.modeling.vocab import output_rows, unknown_inputs
 
 # What evaluate writes into runs/<variant>/eval/.
 OUTPUTS = ("metrics.json", "generations.jsonl", "probes.jsonl", "benchmarks.json")
@@ -38,13 +40,18 @@ class EvaluateInputError(UserError, ValueError):
 
 
 @torch.no_grad()
-def token_weighted_loss(model, encoded: Encoded, batch_size: int, pad_token_id: int) -> dict[str, float]:
+def token_weighted_loss(
+    model, encoded: Encoded, batch_size: int, pad_token_id: int, chunk_size: int | None = None
+) -> dict[str, float]:
     """Mean cross-entropy over all target tokens of the split (each token weighs the same).
 
     Uses the training label mask (prompt tokens are -100), so it is the quantity the
-    training loss estimates, averaged over tokens rather than over batches.
+    training loss estimates, averaged over tokens rather than over batches. Computed as
+    training computes it (:func:`~medsft.modeling.loss.causal_lm_loss`, ``chunk_size``
+    positions at a time; all at once when None), on the rows of the model's output layer.
     """
     device = next(model.parameters()).device
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     total_nll, total_tokens = 0.0, 0
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.input_ids[i]))  # less padding
     for start in tqdm(range(0, len(order), batch_size), desc="eval loss", leave=False):
@@ -58,16 +65,12 @@ def token_weighted_loss(model, encoded: Encoded, batch_size: int, pad_token_id: 
             ids[row, :n] = torch.tensor(encoded.input_ids[i])
             labels[row, :n] = torch.tensor(encoded.labels[i])
             mask[row, :n] = 1
-        logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(device)
-        nll = torch.nn.functional.cross_entropy(
-            shift_logits.reshape(-1, shift_logits.size(-1)),
-            shift_labels.reshape(-1),
-            ignore_index=IGNORE_INDEX,
-            reduction="sum",
-        )
-        total_nll += nll.item()
-        total_tokens += int((shift_labels != IGNORE_INDEX).sum())
+        with final_hidden_states(lm) as captured:
+            model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=1)
+        _, rows = output_rows(output_layer(lm), labels)  # a target the model has no row for is left out
+        targets = int((rows[:, 1:] != IGNORE_INDEX).sum())
+        total_nll += causal_lm_loss(lm, captured[-1], labels, 1, chunk_size or width * len(idx)).item()
+        total_tokens += targets
     if total_tokens == 0:
         raise ValueError("no target tokens to evaluate (every example truncated away?)")
     loss = total_nll / total_tokens
@@ -154,7 +157,9 @@ def evaluate_model(
     fmt = spec.format
     batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
     encoded = encode_records(val, tokenizer, fmt["system_prompt"], fmt["target_style"], spec.max_length)
-    metrics: dict[str, Any] = token_weighted_loss(model, encoded, batch_size, tokenizer.pad_token_id)
+    metrics: dict[str, Any] = token_weighted_loss(
+        model, encoded, batch_size, tokenizer.pad_token_id, spec.model.get("loss_chunk_size")
+    )
 
     def generate(questions: list[str]) -> list[str]:
         return generate_answers(model, tokenizer, questions, fmt["system_prompt"], batch_size, generation)
@@ -168,6 +173,8 @@ def evaluate_model(
     answers = generate([p["question"] for p in probes]) if probes else []
     metrics.update(summary)
     metrics.update(num_generations=len(outputs), decoding="sampling" if generation.get("do_sample") else "greedy")
+    # Input ids a trimmed vocabulary had no row for (medsft.modeling.vocab); 0 for a full one.
+    metrics["unknown_input_tokens"] = unknown_inputs(model)
     return Evaluation(
         metrics=metrics,
         generations=[

@@ -20,7 +20,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import PreTrainedModel, Qwen3Config, Qwen3ForCausalLM
 
 from medsft.core.errors import UserError
-from medsft.modeling.loading import parameter_counts, peft_quietly
+from medsft.modeling.loading import TINY_SPECIAL_IDS, parameter_counts, peft_quietly
 
 # Qwen/Qwen3-1.7B's config.json (architecture fields). The hub file sets no pad_token_id: the
 # tokenizer's pad token (<|endoftext|>, 151643) and generation_config.json carry it.
@@ -58,8 +58,6 @@ QWEN3_GENERATION: dict[str, Any] = {
     "top_p": 0.95,
 }
 ARCHITECTURES: dict[str, dict[str, Any]] = {"qwen3-1.7b": QWEN3_1_7B}
-# Token ids the seeded tiny model uses (medsft.modeling.loading.build_tiny_qwen3).
-TINY_SPECIAL_IDS = {"bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643}
 
 
 class UnknownProfile(UserError, ValueError):

@@ -19,6 +19,7 @@ from medsft.core.artifacts import verify_run_artifacts
 from medsft.core.errors import UserError
 from medsft.core.spec import base_model_id, base_model_source
 from medsft.data.tokenizer import load_tokenizer
+from medsft.modeling.vocab import TokenMap, apply_token_map
 
 
 def peft_quietly(wrap, *args, **kwargs):
@@ -41,9 +42,18 @@ class AdapterFormatError(UserError, ValueError):
     """An adapter folder that is not safetensors, or not readable as such."""
 
 
+# Token ids the seeded tiny model uses, and Qwen3's vocabulary size (Qwen3Config's own default).
+TINY_SPECIAL_IDS = {"bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643}
+QWEN3_VOCAB_SIZE = 151936
+
+
 def build_tiny_qwen3(config: dict[str, Any], init_seed: int) -> PreTrainedModel:
-    """``Qwen3ForCausalLM`` from a small config with a seeded init (same seed, same weights)."""
-    fields = {"bos_token_id": 151643, "eos_token_id": 151645, "pad_token_id": 151643, **config}
+    """``Qwen3ForCausalLM`` from a small config with a seeded init (same seed, same weights).
+    ``config`` may set ``vocab_size`` to a trimmed vocabulary's rows (:mod:`medsft.modeling.vocab`)."""
+    # Qwen3's special ids; a trimmed vocabulary has no row at those ids, and sets none (its
+    # users pass the end tokens to generate, as medsft.modeling.generation does).
+    fields = {k: v for k, v in TINY_SPECIAL_IDS.items() if v < config.get("vocab_size", QWEN3_VOCAB_SIZE)}
+    fields.update(config)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(init_seed)
     try:
@@ -77,7 +87,9 @@ def default_device_map() -> dict[str, int] | None:
 def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: bool = True) -> PreTrainedModel:
     """The profile's base model: a hub id or local directory, or the seeded tiny Qwen3.
 
-    A tiny model with ``quantization`` set is saved to a temporary directory and reloaded
+    A base saved with a ``token_map.json`` (a trimmed vocabulary) takes and gives real token
+    ids (:func:`~medsft.modeling.vocab.apply_token_map`). A tiny model with ``quantization``
+    set is saved to a temporary directory and reloaded
     through ``from_pretrained``, so 4-bit loading follows the same path as a real checkpoint.
     ``quantize=False`` loads it unquantized in the profile's dtype (for merging).
     """
@@ -102,13 +114,15 @@ def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: boo
             )
         quantized.config._name_or_path = tiny.config._name_or_path
         return quantized
-    return AutoModelForCausalLM.from_pretrained(
+    loaded = AutoModelForCausalLM.from_pretrained(
         source,
         dtype=dtype,
         quantization_config=quant,
         device_map=device_map,
         trust_remote_code=bool(model.get("trust_remote_code", False)),
     )
+    tmap = TokenMap.load(source) if Path(source).is_dir() else None
+    return apply_token_map(loaded, tmap) if tmap is not None else loaded
 
 
 def load_model_and_tokenizer(model: dict[str, Any], device_map: Any = None, quantize: bool = True):

@@ -1,16 +1,15 @@
 """The pipeline's ``Trainer``: padded evaluation batches beside flattened training ones, and
-the causal-LM loss computed without the full logits (``medsft.train.loss``)."""
+the causal-LM loss computed without the full logits (``medsft.modeling.loss``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
 from peft import PeftModel
 from torch import nn
 from transformers import Trainer
 
-from medsft.train.loss import linear_cross_entropy, output_weight
+from medsft.modeling.loss import causal_lm_loss, final_hidden_states
 
 
 class PipelineTrainer(Trainer):
@@ -19,10 +18,11 @@ class PipelineTrainer(Trainer):
     - ``eval_data_collator``: evaluation batches come from it (padded) while training batches
       come from ``data_collator`` (flattened under ``model.packing``);
     - ``loss_chunk_size``: training steps compute the loss with
-      :func:`~medsft.train.loss.linear_cross_entropy`, that many positions at a time. The
+      :func:`~medsft.modeling.loss.linear_cross_entropy`, that many positions at a time. The
       model's forward pass stops at the final hidden states (its output layer runs on one
-      position only); evaluation keeps transformers' own loss, so ``eval_loss`` is computed
-      the same way with the option on or off.
+      position only). Evaluation with ``prediction_loss_only`` computes its loss the same
+      way (equal to transformers' loss: tests/test_loss.py), so a trimmed-vocabulary model,
+      which has no transformers loss, evaluates too.
     """
 
     def __init__(self, *args: Any, eval_data_collator: Any = None, loss_chunk_size: int | None = None, **kwargs: Any):
@@ -46,21 +46,20 @@ class PipelineTrainer(Trainer):
         return model.get_base_model() if isinstance(model, PeftModel) else model
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.loss_chunk_size is None or return_outputs or not model.training or "labels" not in inputs:
+        chunked = self.loss_chunk_size is not None and "labels" in inputs
+        if not chunked or (return_outputs and not self.args.prediction_loss_only):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)
         labels = inputs.pop("labels")
         inputs.pop("shift_labels", None)  # not produced by our collators; labels are shifted here
         lm = self.causal_lm()
-        captured: list[torch.Tensor] = []
-        hook = lm.get_decoder().register_forward_hook(lambda _m, _i, out: captured.append(out[0]))
-        try:
+        with final_hidden_states(lm) as captured:
             # Through the (possibly distributed) wrapper, so its forward bookkeeping runs; the
             # output layer sees the last position only and no loss is computed there.
             model(**inputs, logits_to_keep=1)
-        finally:
-            hook.remove()
-        loss = linear_cross_entropy(captured[-1], output_weight(lm), labels, num_items_in_batch, self.loss_chunk_size)
+        loss = causal_lm_loss(lm, captured[-1], labels, num_items_in_batch, self.loss_chunk_size)
+        if return_outputs:  # evaluation: the loss alone (prediction_loss_only)
+            return loss, {"loss": loss}
         # As Trainer.compute_loss: a loss normalised by the tokens of all devices is scaled back up
         # by their number, since the gradients are averaged over devices.
         args = self.args

@@ -26,6 +26,7 @@ from medsft.core.spec import BASE_FILE, base_model_id
 from medsft.data.formatting import IGNORE_INDEX, encode_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import build_tiny_qwen3
+from medsft.modeling.vocab import TokenMap, apply_token_map, clear_special_ids
 from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import DivergenceCallback
 from medsft.train.loop import PipelineTrainer
@@ -39,14 +40,21 @@ def build_pretrain_trainer(
     records: list[dict[str, Any]],
     scratch: str | Path,
     divergence: dict[str, Any] | None = None,
+    tmap: TokenMap | None = None,
 ) -> PipelineTrainer:
     """The Trainer of the profile's seeded architecture trained in full on ``records`` (a
-    causal LM of the whole formatted text), its scratch files in ``scratch``."""
+    causal LM of the whole formatted text), its scratch files in ``scratch``; with ``tmap``,
+    the architecture has that trimmed vocabulary (:mod:`medsft.modeling.vocab`)."""
     fields = dict(model["pretrain"]["training"])
     set_seed(int(fields.get("seed", 42)))
     tokenizer = load_tokenizer(None)
-    base = build_tiny_qwen3(model["config"], model["init_seed"])
     enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], model["max_length"])
+    config = dict(model["config"])
+    if tmap is not None:
+        config["vocab_size"] = tmap.size
+    base = build_tiny_qwen3(config, model["init_seed"])
+    if tmap is not None:
+        apply_token_map(base, tmap)
     # A language model of the whole formatted text: every token is a label.
     dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
     args = training_arguments(
@@ -70,28 +78,56 @@ def build_pretrain_trainer(
     )
 
 
+def vocabulary_of(
+    model: dict[str, Any], fmt: dict[str, Any], splits: list[list[dict[str, Any]]]
+) -> TokenMap | None:
+    """The trimmed vocabulary of ``model.pretrain.trim_vocabulary``: every token id of the
+    formatted records of ``splits`` (whole, before truncation) and the tokenizer's added
+    tokens; None when the profile keeps ``config.vocab_size`` rows. The validation split's
+    ids count too: a held-out token gets an untrained row, as in a real vocabulary, instead of
+    the reserved one."""
+    if not model["pretrain"].get("trim_vocabulary"):
+        return None
+    tokenizer = load_tokenizer(None)
+    longest = 1 << 30
+    ids = [
+        ids
+        for records in splits
+        for ids in encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], longest).input_ids
+    ]
+    added = tokenizer.convert_tokens_to_ids(list(tokenizer.get_added_vocab()))
+    return TokenMap.from_ids(ids, added, int(model["config"]["vocab_size"]))
+
+
 def pretrain_base(
     model: dict[str, Any],
     fmt: dict[str, Any],
     records: list[dict[str, Any]],
     out_dir: str | Path,
     divergence: dict[str, Any] | None = None,
+    vocabulary_records: list[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Train the profile's seeded architecture in full on ``records`` and write it to
-    ``out_dir``: safetensors weights, config, tokenizer, ``history.csv`` and ``base.json``
+    ``out_dir``: safetensors weights, config, tokenizer, ``history.csv``, ``base.json``
     (its identity: architecture, seed and a hash of the weights; its final loss; and the
-    settings that decide its bits)."""
+    settings that decide its bits) and, with ``model.pretrain.trim_vocabulary``, the
+    ``token_map.json`` of the ids of ``records`` and ``vocabulary_records``."""
     reproducibility = reproducibility_settings()
+    tmap = vocabulary_of(model, fmt, [records, list(vocabulary_records)])
     with tempfile.TemporaryDirectory(prefix="pretrain-") as scratch:
-        trainer = build_pretrain_trainer(model, fmt, records, scratch, divergence)
+        trainer = build_pretrain_trainer(model, fmt, records, scratch, divergence, tmap)
         trainer.train()
     base, tokenizer = trainer.model, trainer.processing_class
     history = trainer.state.log_history
     losses = [e["loss"] for e in history if "loss" in e]
     out = Path(out_dir)
+    if tmap is not None:
+        clear_special_ids(base)
     with atomic_dir(out) as tmp:
         base.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if tmap is not None:
+            tmap.save(tmp)
         digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
         identity = f"{base_model_id({**model, 'pretrain': None})}-base-{digest[:12]}"
         write_history_csv(tmp / "history.csv", history)
@@ -102,6 +138,7 @@ def pretrain_base(
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
             "records": len(records),
+            "vocabulary_rows": tmap.size if tmap is not None else int(model["config"]["vocab_size"]),
             "reproducibility": reproducibility,
         }
         atomic_write_json(tmp / BASE_FILE, info)

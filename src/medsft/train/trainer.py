@@ -32,6 +32,7 @@ from medsft.data.augmentation import Lexicon, load_lexicon, masking_stats
 from medsft.data.formatting import IGNORE_INDEX
 from medsft.modeling.card import model_card, write_model_card
 from medsft.modeling.loading import add_lora, load_model_and_tokenizer, parameter_counts
+from medsft.modeling.loss import output_weight
 from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import (
     DivergenceCallback,
@@ -48,7 +49,6 @@ from medsft.train.checkpoints import (
 from medsft.train.datasets import EpochAugmentedDataset, encode_dataset
 from medsft.train.devices import apply_device_fallbacks
 from medsft.train.loop import PipelineTrainer
-from medsft.train.loss import output_weight
 from medsft.train.packing import flattening_collator, prepare_for_packing
 from medsft.train.tracking import log_last, swanlab_run
 
@@ -70,6 +70,8 @@ def trainer_fields(training: dict[str, Any], out: Path, packing: bool = False) -
         # Log a NaN/inf loss as it is (the Trainer would average it away) so the run stops on it.
         logging_nan_inf_filter=False,
         remove_unused_columns=False,
+        # Evaluation computes the loss only, as training does (medsft.train.loop.PipelineTrainer).
+        prediction_loss_only=True,
     )
     fields.setdefault("save_total_limit", 2)
     fields.setdefault("disable_tqdm", False)

@@ -17,6 +17,8 @@ over ``num_items_in_batch`` when the Trainer passes it, else a mean over the rea
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -25,6 +27,7 @@ from torch import nn
 
 from medsft.core.config import ConfigError
 from medsft.data.formatting import IGNORE_INDEX
+from medsft.modeling.vocab import TrimmedHead, output_rows
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -99,10 +102,11 @@ def linear_cross_entropy(
     return total / keep.numel()  # nan when nothing is a target, as cross_entropy's mean
 
 
-def output_weight(model: nn.Module) -> torch.Tensor:
-    """The weight of ``model``'s output layer as its forward pass uses it: the trained copy
-    peft keeps under ``modules_to_save``, else the layer itself. Raise a :class:`ConfigError`
-    when the layer is not a plain bias-free linear layer with a floating-point weight."""
+def output_layer(model: nn.Module) -> nn.Linear:
+    """``model``'s output layer as its forward pass uses it: the trained copy peft keeps under
+    ``modules_to_save``, else the layer itself. Raise a :class:`ConfigError` when it is not a
+    plain bias-free linear layer with a floating-point weight (a trimmed-vocabulary head,
+    :class:`~medsft.modeling.vocab.TrimmedHead`, is one)."""
     head = model.get_output_embeddings()
     if isinstance(head, ModulesToSaveWrapper):
         if head.disable_adapters or head.active_adapters[0] not in head.modules_to_save:
@@ -112,9 +116,39 @@ def output_weight(model: nn.Module) -> torch.Tensor:
     config = model.config
     if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
         raise ConfigError("model.loss_chunk_size: the model rescales its logits, which the chunked loss does not")
-    if type(head) is not nn.Linear or head.bias is not None or not head.weight.is_floating_point():
+    if type(head) not in (nn.Linear, TrimmedHead) or head.bias is not None or not head.weight.is_floating_point():
         raise ConfigError(
             f"model.loss_chunk_size: the output layer is a {type(head).__name__}, not a plain bias-free "
             "floating-point nn.Linear (a LoRA or a quantized output layer); set model.loss_chunk_size=null"
         )
-    return head.weight
+    return head
+
+
+def output_weight(model: nn.Module) -> torch.Tensor:
+    """The weight of ``model``'s output layer as its forward pass uses it (:func:`output_layer`)."""
+    return output_layer(model).weight
+
+
+def causal_lm_loss(
+    model: nn.Module,
+    hidden: torch.Tensor,
+    labels: torch.Tensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    chunk_size: int = 1024,
+) -> torch.Tensor:
+    """:func:`linear_cross_entropy` of the final hidden states of ``model`` (the causal LM
+    under peft's wrappers) against real-id ``labels``, on the rows of its output layer."""
+    weight, targets = output_rows(output_layer(model), labels)
+    return linear_cross_entropy(hidden, weight, targets, num_items_in_batch, chunk_size)
+
+
+@contextmanager
+def final_hidden_states(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Within the block, every forward pass of ``model`` (the causal LM) appends its decoder's
+    output, the final hidden states, to the yielded list."""
+    captured: list[torch.Tensor] = []
+    hook = model.get_decoder().register_forward_hook(lambda _m, _i, out: captured.append(out[0]))
+    try:
+        yield captured
+    finally:
+        hook.remove()
