@@ -52,9 +52,9 @@ from medsft.data.formatting import IGNORE_INDEX, encode_records
 from medsft.data.records import read_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import add_lora, load_base_model
+from medsft.modeling.loss import linear_cross_entropy, output_weight
 from medsft.train.arguments import training_arguments
 from medsft.train.callbacks import GradGroupNormCallback
-from medsft.modeling.loss import linear_cross_entropy, output_weight
 from medsft.train.packing import flattening_collator, prepare_for_packing
 from medsft.train.trainer import train_variant
 

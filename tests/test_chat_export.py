@@ -241,10 +241,16 @@ import json, sys
 sys.modules["medsft"] = None  # the project's package is not importable here
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from pathlib import Path
 model, tok = AutoModelForCausalLM.from_pretrained(sys.argv[1]), AutoTokenizer.from_pretrained(sys.argv[1])
-ids = torch.tensor([json.loads(sys.argv[2])])
-out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids))  # generation_config.json alone
-print(json.dumps(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=False)))
+prompt = json.loads(sys.argv[2])
+# A trimmed vocabulary: token ids go in and come out through token_map.json's list.
+token_map = Path(sys.argv[1]) / "token_map.json"
+kept = json.loads(token_map.read_text())["kept"] if token_map.exists() else None
+rows = {t: i + 1 for i, t in enumerate(kept)} if kept else None
+ids = torch.tensor([[rows.get(t, 0) for t in prompt] if rows else prompt])
+out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids))[0, ids.shape[1]:].tolist()
+print(json.dumps(tok.decode([kept[r - 1] for r in out] if kept else out, skip_special_tokens=False)))
 """
 
 

@@ -332,9 +332,12 @@ sys.modules["medsft"] = None  # the project's package is not importable here
 import torch
 from peft import AutoPeftModelForCausalLM
 model = AutoPeftModelForCausalLM.from_pretrained("runs/v2/train/adapter")  # its base from adapter_config.json
-ids = torch.tensor([json.loads(sys.argv[1])])
+# The tiny base's vocabulary is trimmed: its rows are the ids of models/tiny-base/token_map.json.
+kept = json.load(open("models/tiny-base/token_map.json"))["kept"]
+rows = {t: i + 1 for i, t in enumerate(kept)}
+ids = torch.tensor([[rows.get(t, 0) for t in json.loads(sys.argv[1])]])
 with torch.no_grad():
-    print(json.dumps(model(input_ids=ids).logits[0, -1, :8].tolist()))
+    print(json.dumps(model(input_ids=ids).logits[0, -1, 1:9].tolist()))  # the rows of kept[:8]
 """
 
 
@@ -354,7 +357,8 @@ def test_an_adapter_loads_with_peft_alone_from_the_repository(pipeline, monkeypa
     model, tok = load_adapter(spec.model, repo / "runs/v2/train/adapter", spec.artifacts)
     ids = tok("糖尿病的诊断标准是什么？", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
-        ours = model(input_ids=torch.tensor([ids])).logits[0, -1, :8].tolist()
+        kept = list(model.get_base_model().token_map.kept[:8])
+        ours = model(input_ids=torch.tensor([ids])).logits[0, -1, kept].tolist()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run(
         [sys.executable, "-c", PLAIN_PEFT, json.dumps(ids)],

@@ -22,6 +22,7 @@ transformers and peft load it alone; a tool that feeds it ids maps them through 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,6 +70,14 @@ class TokenMap:
         table = torch.full((self.real_vocab_size,), RESERVED, dtype=torch.long)
         table[torch.tensor(self.kept, dtype=torch.long)] = torch.arange(1, self.size)
         return table
+
+    @functools.cached_property
+    def _rows(self) -> dict[int, int]:
+        return {t: i + 1 for i, t in enumerate(self.kept)}
+
+    def row(self, real_id: int) -> int:
+        """The compact row of ``real_id`` (``RESERVED`` when it has none)."""
+        return self._rows.get(real_id, RESERVED)
 
     def save(self, folder: str | Path) -> None:
         """Write ``token_map.json`` into ``folder``."""

@@ -29,6 +29,7 @@ from medsft.modeling.loading import (
     load_model_and_tokenizer,
     peft_quietly,
 )
+from medsft.modeling.vocab import TokenMap, clear_special_ids
 
 # Written into every export: only a folder holding it may be replaced by a later export.
 EXPORT_MARKER = ".medsft-export.json"
@@ -63,12 +64,18 @@ def check_export_target(out_dir: str | Path, repo_root: str | Path = ".") -> Pat
     return out
 
 
-def export_generation_config(generation: dict[str, Any], tokenizer: Any) -> GenerationConfig:
+def export_generation_config(
+    generation: dict[str, Any], tokenizer: Any, tmap: TokenMap | None = None
+) -> GenerationConfig:
     """``generation_config.json`` of an export: the profile's ``generation`` section (greedy
     unless ``do_sample``) and the tokens a reply ends at, so that a plain ``generate`` decodes
-    as evaluate and chat do."""
+    as evaluate and chat do. With a trimmed vocabulary (``tmap``), the ids are the saved
+    model's rows, as its ``token_map.json`` gives them."""
     ends = [tokenizer.convert_tokens_to_ids(token) for token in REPLY_ENDS]
-    return GenerationConfig(**generate_kwargs(generation), eos_token_id=ends, pad_token_id=tokenizer.pad_token_id)
+    pad = tokenizer.pad_token_id
+    if tmap is not None:
+        ends, pad = [tmap.row(i) for i in ends], tmap.row(pad)
+    return GenerationConfig(**generate_kwargs(generation), eos_token_id=ends, pad_token_id=pad)
 
 
 def merge_adapter(
@@ -76,7 +83,9 @@ def merge_adapter(
 ) -> Path:
     """Write a standalone model (safetensors) with its tokenizer into ``out_dir``: loadable by
     ``AutoModelForCausalLM.from_pretrained`` without peft, with ``generation`` (the config's
-    section) as its ``generation_config.json``. ``out_dir`` must pass :func:`check_export_target`."""
+    section) as its ``generation_config.json``. A trimmed base's export has its rows and its
+    ``token_map.json``: token ids go in and come out through that list. ``out_dir`` must pass
+    :func:`check_export_target`."""
     out = check_export_target(out_dir)
     if spec.artifacts:
         verify_run_artifacts(spec.artifacts, adapter_dir)
@@ -85,12 +94,17 @@ def merge_adapter(
     base, tokenizer = load_model_and_tokenizer(spec.model, quantize=False)
     # With modules_to_save, embed_tokens and lm_head were trained as two copies (as the real
     # V2 did); peft unties them on merge (tie_word_embeddings=False), so both are saved.
+    tmap = getattr(base, "token_map", None)  # a trimmed base: the export keeps its rows and map
     merged = peft_quietly(PeftModel.from_pretrained, base, str(adapter_dir)).merge_and_unload()
+    if tmap is not None:
+        clear_special_ids(merged)
     if generation is not None:
-        merged.generation_config = export_generation_config(generation, tokenizer)
+        merged.generation_config = export_generation_config(generation, tokenizer, tmap)
     with atomic_dir(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        if tmap is not None:
+            tmap.save(tmp)
         atomic_write_json(
             tmp / EXPORT_MARKER,
             {"variant": spec.variant, "base_model": spec.base_model_id, "adapter": str(adapter_dir)},
