@@ -266,6 +266,7 @@ def test_memory_estimate_checks_the_quoted_peak_against_the_report(tmp_path, mon
     assert mem.seed_report_check() is False
 
 
+@pytest.mark.slow  # about 45 s: a whole dry run; .ci/run runs it with `pytest -m slow`
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     """benchmarks/gpu_check.sh --dry-run: no GPU, no install; a tiny random Qwen3 through the
     qwen3-1.7b profile's v2 with the chunked loss, tokens/s and peak RSS printed; --liger is

@@ -38,7 +38,7 @@ def repo(pipeline) -> Path:
 def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
     repo, out = pipeline.path, pipeline.output
     variants = ("v1", "v2", "v3")
-    expected = {"prepare", "pretrain", "import", "sweep", "report"}
+    expected = {"prepare", "pretrain", "import", "sweep", "seeds", "report"}
     expected |= {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
     assert ran_stages(out) == expected
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
@@ -96,6 +96,34 @@ def test_the_sweep_summary_has_one_row_per_point_equal_to_its_metrics(finished):
         assert "variant: v2" in config and row["base_variant"] == "v2"
         assert (job / "train/adapter/adapter_model.safetensors").exists()
     assert (sweep_dir / "heatmap.png").stat().st_size > 1000 and (sweep_dir / "summary.md").exists()
+
+
+def test_the_default_run_shows_the_experiment(pipeline):
+    """On the embedded default, V1 and V2 differ by more than their seeds do, the seed-42
+    points of the seeds stage repeat the variants' own runs bit for bit, and V2 replies in
+    the reasoning format with words, not punctuation (issue: a default run that shows the
+    experiment)."""
+    import unicodedata
+
+    repo = pipeline.path
+    means, spreads = {}, {}
+    for variant in ("v1", "v2"):
+        summary = pd.read_csv(repo / f"sweeps/seeds/{variant}/summary.csv")
+        assert sorted(summary["variant.training.seed"]) == [42, 43, 44]
+        assert (summary["status"] == "complete").all()
+        losses = summary.set_index("variant.training.seed")["final_eval_loss"]
+        own = json.loads((repo / f"runs/{variant}/train/metrics.json").read_text())["final_eval_loss"]
+        assert losses[42] == own  # the same run, the same bits
+        means[variant], spreads[variant] = losses.mean(), losses.max() - losses.min()
+    difference = abs(means["v2"] - means["v1"])
+    assert difference > 0.01 and difference > max(spreads.values())
+    v2 = json.loads((repo / "runs/v2/eval/metrics.json").read_text())
+    assert v2["think_format_validity"] >= 0.5
+    replies = [json.loads(line)["output"] for line in (repo / "runs/v2/eval/generations.jsonl").open()]
+    text = "".join(replies)
+    assert sum(unicodedata.category(c).startswith("P") for c in text) / len(text) < 0.3
+    report = (repo / "reports/report.md").read_text(encoding="utf-8")
+    assert "种子间波动" in report and "差值大于种子间噪声" in report
 
 
 def test_rerunning_a_finished_sweep_trains_nothing(pipeline, finished):

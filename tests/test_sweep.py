@@ -35,6 +35,12 @@ def sweep(tmp_path, *overrides):
         "+sweep=ci",
         "model.pretrain.training=null",
         "model.pretrain.trim_vocabulary=false",
+        # CI size: the seeded full-vocabulary model, short examples, six steps
+        "model.max_length=256",
+        "model.training.max_steps=6",
+        "model.training.eval_steps=3",
+        "model.training.save_steps=3",
+        "model.training.logging_steps=1",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"prepare.out_dir={prepared}",
         *overrides,

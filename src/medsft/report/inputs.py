@@ -19,6 +19,9 @@ from medsft.report import provenance
 from medsft.report.render import ReportInputs
 from medsft.report.runs import load_dag_run, load_imported_run
 
+# The DAG's `seeds` stage (conf/sweep/seeds.yaml): one folder per variant, a point per seed.
+SEEDS_DIR = "sweeps/seeds"
+
 
 def report_inputs(cfg: Any, args: list[str]) -> ReportInputs:
     """The report's inputs from the composed config ``cfg``; ``args`` as given on the
@@ -73,6 +76,7 @@ def dag_runs(cfg: Any) -> dict[str, Any]:
         "data_stats": data_stats,
         "augment_stats": {n: s for n, s in augment_stats.items() if s},
         "sweep_dir": f"sweeps/{cfg.sweep_name}/{cfg.sweep_variant}",
+        "seeds_dir": SEEDS_DIR,
         "tracking_logdir": cfg.tracking.logdir if cfg.tracking.mode != "disabled" else None,
         "provenance": run_provenance(
             cfg,

@@ -46,6 +46,7 @@ class ReportInputs:
     data_stats: Mapping[str, Any] | None = None  # prepare's stats.json
     augment_stats: Mapping[str, Any] = field(default_factory=dict)  # variant -> augment's stats.json
     sweep_dir: str | None = None  # a sweep folder holding summary.csv (and heatmap.png)
+    seeds_dir: str | None = None  # the seeds sweep: <seeds_dir>/<variant>/summary.csv
     tracking_logdir: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
@@ -135,9 +136,12 @@ def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:
             evaluation=sections.evaluation(inputs.runs),
             benchmarks=sections.benchmarks(inputs.runs),
             sweep=_sweep(inputs.sweep_dir, figures_dir),
+            seeds=sections.seed_spread(inputs.seeds_dir, inputs.runs),
             claims=None if na else _claims(inputs.runs, inputs),
             claims_na={"local": inputs.local_profile, "profile": inputs.published_profile} if na else None,
         )
+    if local and local["sweep"] and local["seeds"]:
+        local["sweep_noise"] = sections.within_noise(local["sweep"], local["seeds"], Path(inputs.sweep_dir).name)
     return {"published": published, "local": local, "repro": sections.reproducibility(inputs.provenance)}
 
 

@@ -191,8 +191,8 @@ def _counts(counts: Mapping[str, int]) -> str:
 
 
 def base_model(info: Mapping[str, Any] | None) -> dict[str, str] | None:
-    """The pretrained base's identity, steps, tokens, records and first/final loss; ``None``
-    without the pretrain stage's ``base.json``."""
+    """The pretrained base's identity, steps, tokens, records, first/final loss and its trimmed
+    vocabulary's rows (None for a full one); ``None`` without the pretrain stage's ``base.json``."""
     if not info or "base_model_id" not in info:
         return None
     return {
@@ -202,6 +202,7 @@ def base_model(info: Mapping[str, Any] | None) -> dict[str, str] | None:
         "records": fmt(info["records"]),
         "first": fmt(info["first_loss"]),
         "final": fmt(info["final_loss"]),
+        "vocabulary_rows": fmt(info["trimmed_vocabulary_rows"]) if info.get("trimmed_vocabulary_rows") else None,
     }
 
 
@@ -393,11 +394,74 @@ def sweep(sweep_dir: str | Path | None) -> dict[str, Any] | None:
         [v if isinstance(v, str) else fmt(v.item() if hasattr(v, "item") else v) for v in r]
         for r in summary[columns].itertuples(index=False)
     ]
+    done = summary[summary["status"] == "complete"]
     return {
         "path": f"{Path(sweep_dir)}/summary.csv",
         "columns": [c.removeprefix("variant.") for c in columns],
         "rows": rows,
+        "losses": [float(v) for v in done["final_eval_loss"].dropna()] if "final_eval_loss" in done else [],
     }
+
+
+def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
+    """The seeds sweep (``<seeds_dir>/<variant>/summary.csv``, one point per training seed):
+    per variant the final eval loss of each seed, their mean and spread (max − min), and
+    whether the seed-42 point repeats the variant's own run to the printed digits; for two
+    variants, the difference of their means beside the larger spread (the noise floor).
+    ``None`` when no summary is there."""
+    if not seeds_dir:
+        return None
+    frames = {p.parent.name: pd.read_csv(p) for p in sorted(Path(seeds_dir).glob("*/summary.csv"))}
+    means: dict[str, float] = {}
+    spreads: dict[str, float] = {}
+    rows = []
+    for variant, frame in frames.items():
+        done = frame[frame["status"] == "complete"].sort_values("variant.training.seed")
+        if done.empty:
+            continue
+        losses = done["final_eval_loss"].astype(float)
+        means[variant], spreads[variant] = float(losses.mean()), float(losses.max() - losses.min())
+        own = runs[variant].train_metrics.get("final_eval_loss") if variant in runs else None
+        at_42 = done.loc[done["variant.training.seed"] == 42, "final_eval_loss"]
+        repeats = None if own is None or at_42.empty else fmt(float(at_42.iloc[0])) == fmt(own)
+        rows.append(
+            [
+                variant,
+                ", ".join(str(int(s)) for s in done["variant.training.seed"]),
+                " / ".join(fmt(float(v)) for v in losses),
+                fmt(means[variant]),
+                fmt(spreads[variant]),
+                "—" if repeats is None else ("✓" if repeats else "✗"),
+            ]
+        )
+    if not rows:
+        return None
+    pair = None
+    if len(means) == 2:
+        (a, mean_a), (b, mean_b) = sorted(means.items())
+        floor = max(spreads.values())
+        difference = mean_b - mean_a
+        pair = {
+            "a": a,
+            "b": b,
+            "difference": fmt(difference),
+            "floor": fmt(floor),
+            "exceeds": abs(difference) > floor,
+        }
+    return {"path": str(seeds_dir), "rows": rows, "pair": pair, "spreads": spreads}
+
+
+def within_noise(
+    sweep_table: dict[str, Any] | None, seeds: dict[str, Any] | None, variant: str
+) -> dict[str, Any] | None:
+    """The sweep's best-to-worst difference in final eval loss beside ``variant``'s seed
+    spread: a sweep whose cells differ by less than the seeds do shows no effect."""
+    if not sweep_table or not seeds or variant not in seeds["spreads"] or len(sweep_table["losses"]) < 2:
+        return None
+    losses = sweep_table["losses"]
+    span = max(losses) - min(losses)
+    floor = seeds["spreads"][variant]
+    return {"span": fmt(span), "floor": fmt(floor), "exceeds": span > floor, "variant": variant}
 
 
 def claims(runs: Mapping[str, RunFiles], claims_path: str, phase_steps: int, lang: str) -> dict[str, Any]:

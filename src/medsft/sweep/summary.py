@@ -120,10 +120,16 @@ class SummaryCallback(Callback):
     """Hydra callback: write the sweep summary when the multirun ends; fail if a point failed."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        # The points of this base variant: <sweep dir>/<variant>/<point>/ (conf/multirun.yaml).
-        folder = Path(config.hydra.sweep.dir) / config.hydra.runtime.choices["variant"]
-        frame = write_summary(folder)
-        failed = frame[frame["status"] != "complete"] if not frame.empty else frame
-        log.info("sweep summary: %s (%d points, %d failed)", folder, len(frame), len(failed))
-        if len(failed):
-            raise SystemExit(f"{len(failed)} sweep point(s) failed; see {folder}/summary.md")
+        # The points of each base variant: <sweep dir>/<variant>/<point>/ (conf/multirun.yaml);
+        # a sweep over `variant` itself (conf/sweep/seeds.yaml) has one folder per variant.
+        sweep_dir = Path(config.hydra.sweep.dir)
+        folders = sorted({status.parent.parent for status in sweep_dir.glob(f"*/*/{STATUS}")})
+        failures = []
+        for folder in folders:
+            frame = write_summary(folder)
+            failed = frame[frame["status"] != "complete"] if not frame.empty else frame
+            log.info("sweep summary: %s (%d points, %d failed)", folder, len(frame), len(failed))
+            if len(failed):
+                failures.append(f"{len(failed)} sweep point(s) failed; see {folder}/summary.md")
+        if failures:
+            raise SystemExit("; ".join(failures))

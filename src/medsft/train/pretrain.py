@@ -138,7 +138,7 @@ def pretrain_base(
             "first_loss": losses[0] if losses else None,
             "final_loss": losses[-1] if losses else None,
             "records": len(records),
-            "vocabulary_rows": tmap.size if tmap is not None else int(model["config"]["vocab_size"]),
+            "trimmed_vocabulary_rows": tmap.size if tmap is not None else None,
             "reproducibility": reproducibility,
         }
         atomic_write_json(tmp / BASE_FILE, info)
