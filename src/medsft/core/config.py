@@ -169,6 +169,8 @@ class EvaluateConfig:
     # A generated term is rare when fewer training records than this contain it.
     rare_term_threshold: int = 3
     num_generations: int = 4
+    # Prompts generated for at once (left-padded), for the held-out questions and the probes.
+    generation_batch_size: int = 8
     # lm-evaluation-harness task names run on each variant (medsft.evaluate.benchmarks).
     benchmarks: list[str] = field(default_factory=list)
     lm_eval: LmEvalConfig = field(default_factory=LmEvalConfig)

@@ -63,6 +63,7 @@ OWN: dict[str, Rule] = {
     "data.max_record_chars": (_positive_int, "an integer >= 1"),
     "model.max_length": (lambda v: isinstance(v, int) and v >= 2, "an integer >= 2 (a prompt token and a target)"),
     "evaluate.num_generations": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "evaluate.generation_batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
     "evaluate.rare_term_threshold": (_positive_int, "an integer >= 1"),
     "report.phase_steps": (_positive_int, "an integer >= 1 (optimizer steps per window)"),
     "report.plateau_tolerance": (lambda v: v >= 0, ">= 0"),

@@ -162,7 +162,9 @@ def evaluate_model(
     )
 
     def generate(questions: list[str]) -> list[str]:
-        return generate_answers(model, tokenizer, questions, fmt["system_prompt"], batch_size, generation)
+        return generate_answers(
+            model, tokenizer, questions, fmt["system_prompt"], settings["generation_batch_size"], generation
+        )
 
     held_out = val[: settings["num_generations"]]
     outputs = generate([r["question"] for r in held_out])
