@@ -8,44 +8,46 @@ from medsft.report.runs import RunFiles
 from medsft.report.sections import seed_spread, sweep, within_noise
 
 
-def write_seeds(root, variant, losses, status=None):
+def write_seeds(root, variant, losses, status=None, seeds=(43, 44)):
     folder = root / variant
     folder.mkdir(parents=True)
     pd.DataFrame(
         {
-            "variant.training.seed": [42, 43, 44],
-            "status": status or ["complete"] * 3,
+            "variant.training.seed": list(seeds),
+            "status": status or ["complete"] * len(seeds),
             "final_eval_loss": losses,
         }
     ).to_csv(folder / "summary.csv", index=False)
 
 
-def run(name, final_eval_loss):
+def run(name, final_eval_loss, seed=42):
     metrics = {"final_eval_loss": final_eval_loss}
-    return RunFiles(name=name, history=pd.DataFrame(), history_path="", train_metrics=metrics)
+    config = {"training": {"seed": seed}}
+    return RunFiles(name=name, history=pd.DataFrame(), history_path="", config=config, train_metrics=metrics)
 
 
-def test_a_difference_beyond_the_larger_spread_is_an_effect(tmp_path):
-    write_seeds(tmp_path, "v1", [6.30, 6.29, 6.31])
-    write_seeds(tmp_path, "v2", [6.36, 6.35, 6.365])
-    table = seed_spread(tmp_path, {"v1": run("v1", 6.30), "v2": run("v2", 6.40)})
-    assert [r[0] for r in table["rows"]] == ["v1", "v2"]
-    assert table["rows"][0][4] == "0.0200" and table["rows"][0][5] == "✓"  # spread; seed 42 = own run
-    assert table["rows"][1][5] == "✗"  # 6.36 is not runs/v2's 6.40
+def test_the_own_run_and_the_further_seeds_make_the_spread_and_a_larger_difference_is_an_effect(tmp_path):
+    write_seeds(tmp_path, "v1", [6.29, 6.31])
+    write_seeds(tmp_path, "v2", [6.35, 6.365])
+    table = seed_spread(tmp_path, {"v1": run("v1", 6.30), "v2": run("v2", 6.36)})
+    assert table["rows"][0] == ["v1", "42, 43, 44", "6.3000 / 6.2900 / 6.3100", "6.3000", "0.0200"]
+    assert table["rows"][1][1] == "42, 43, 44" and table["rows"][1][4] == "0.0150"
     assert table["pair"] == {"a": "v1", "b": "v2", "difference": "0.0583", "floor": "0.0200", "exceeds": True}
 
 
 def test_a_difference_within_the_spread_tells_nothing_and_failed_seeds_are_left_out(tmp_path):
-    write_seeds(tmp_path, "v1", [6.30, 6.25, 6.35])
-    write_seeds(tmp_path, "v2", [6.31, 6.32, 9.99], status=["complete", "complete", "failed"])
-    table = seed_spread(tmp_path, {})
-    assert table["rows"][1][1] == "42, 43" and table["rows"][1][5] == "—"
+    write_seeds(tmp_path, "v1", [6.25, 6.35])
+    write_seeds(tmp_path, "v2", [6.32, 9.99], status=["complete", "failed"])
+    table = seed_spread(tmp_path, {"v1": run("v1", 6.30), "v2": run("v2", 6.31)})
+    assert table["rows"][1][1] == "42, 43"
     assert table["pair"]["exceeds"] is False and table["pair"]["floor"] == "0.1000"
+    # Without the variants' own runs, the sweep's seeds alone.
+    assert seed_spread(tmp_path, {})["rows"][0][1] == "43, 44"
     assert seed_spread(tmp_path / "none", {}) is None and seed_spread(None, {}) is None
 
 
 def test_sweep_cells_closer_than_the_seeds_are_noise(tmp_path):
-    write_seeds(tmp_path / "seeds", "v2", [6.30, 6.31, 6.32])
+    write_seeds(tmp_path / "seeds", "v2", [6.30, 6.31, 6.32], seeds=(42, 43, 44))
     seeds = seed_spread(tmp_path / "seeds", {})
     grid = tmp_path / "grid"
     grid.mkdir()

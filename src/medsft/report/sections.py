@@ -404,11 +404,10 @@ def sweep(sweep_dir: str | Path | None) -> dict[str, Any] | None:
 
 
 def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
-    """The seeds sweep (``<seeds_dir>/<variant>/summary.csv``, one point per training seed):
-    per variant the final eval loss of each seed, their mean and spread (max − min), and
-    whether the seed-42 point repeats the variant's own run to the printed digits; for two
-    variants, the difference of their means beside the larger spread (the noise floor).
-    ``None`` when no summary is there."""
+    """The variants' own runs beside the seeds sweep (``<seeds_dir>/<variant>/summary.csv``,
+    one point per further training seed): per variant the final eval loss of each seed, their
+    mean and spread (max − min); for two variants, the difference of their means beside the
+    larger spread (the noise floor). ``None`` when no summary is there."""
     if not seeds_dir:
         return None
     frames = {p.parent.name: pd.read_csv(p) for p in sorted(Path(seeds_dir).glob("*/summary.csv"))}
@@ -416,22 +415,24 @@ def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> d
     spreads: dict[str, float] = {}
     rows = []
     for variant, frame in frames.items():
-        done = frame[frame["status"] == "complete"].sort_values("variant.training.seed")
-        if done.empty:
+        done = frame[frame["status"] == "complete"]
+        pairs = zip(done["variant.training.seed"], done["final_eval_loss"], strict=True)
+        by_seed = {int(seed): float(loss) for seed, loss in pairs}
+        own = runs[variant] if variant in runs else None
+        if own is not None and own.train_metrics.get("final_eval_loss") is not None:
+            by_seed.setdefault(int(own.config["training"]["seed"]), float(own.train_metrics["final_eval_loss"]))
+        if not by_seed:
             continue
-        losses = done["final_eval_loss"].astype(float)
-        means[variant], spreads[variant] = float(losses.mean()), float(losses.max() - losses.min())
-        own = runs[variant].train_metrics.get("final_eval_loss") if variant in runs else None
-        at_42 = done.loc[done["variant.training.seed"] == 42, "final_eval_loss"]
-        repeats = None if own is None or at_42.empty else fmt(float(at_42.iloc[0])) == fmt(own)
+        seeds = sorted(by_seed)
+        losses = [by_seed[s] for s in seeds]
+        means[variant], spreads[variant] = sum(losses) / len(losses), max(losses) - min(losses)
         rows.append(
             [
                 variant,
-                ", ".join(str(int(s)) for s in done["variant.training.seed"]),
-                " / ".join(fmt(float(v)) for v in losses),
+                ", ".join(str(s) for s in seeds),
+                " / ".join(fmt(v) for v in losses),
                 fmt(means[variant]),
                 fmt(spreads[variant]),
-                "—" if repeats is None else ("✓" if repeats else "✗"),
             ]
         )
     if not rows:
@@ -441,13 +442,7 @@ def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> d
         (a, mean_a), (b, mean_b) = sorted(means.items())
         floor = max(spreads.values())
         difference = mean_b - mean_a
-        pair = {
-            "a": a,
-            "b": b,
-            "difference": fmt(difference),
-            "floor": fmt(floor),
-            "exceeds": abs(difference) > floor,
-        }
+        pair = {"a": a, "b": b, "difference": fmt(difference), "floor": fmt(floor), "exceeds": abs(difference) > floor}
     return {"path": str(seeds_dir), "rows": rows, "pair": pair, "spreads": spreads}
 
 
