@@ -101,3 +101,19 @@ def test_the_slurm_launcher_config_sets_only_resources():
     assert conf.pop("defaults") == ["submitit_slurm"]
     resources = {"partition", "gpus_per_node", "tasks_per_node", "cpus_per_task", "mem_gb", "timeout_min"}
     assert set(conf) <= resources | {"array_parallelism"}
+
+
+def test_a_summary_covers_the_points_of_its_multirun_not_an_earlier_grids(tmp_path):
+    """A point folder an earlier grid left beside the new ones is not in the new summary."""
+    import json
+
+    from medsft.sweep.summary import summarize
+
+    for name, seed in (("variant.training.seed=42", 42), ("variant.training.seed=43", 43)):
+        (tmp_path / name).mkdir()
+        overrides = [f"variant.training.seed={seed}"]
+        status = {"status": "failed", "base_variant": "v1", "overrides": overrides, "error": "x"}
+        (tmp_path / name / "status.json").write_text(json.dumps(status))
+    this_run = [tmp_path / "variant.training.seed=43"]
+    assert summarize(tmp_path, this_run)["variant.training.seed"].tolist() == ["43"]
+    assert sorted(summarize(tmp_path)["variant.training.seed"]) == ["42", "43"]  # no multirun: all there

@@ -30,14 +30,16 @@ def _override_values(overrides: list[str]) -> dict[str, str]:
     return {k: v for k, v in pairs if k.startswith("variant.")}
 
 
-def summarize(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per grid point found in ``sweep_dir``: its swept values, status and results.
+def summarize(sweep_dir: str | Path, points: list[Path] | None = None) -> pd.DataFrame:
+    """One row per grid point: those of ``points`` (the jobs of one multirun), else every
+    point folder found in ``sweep_dir``; its swept values, status and results.
 
     Completed points are ranked by final eval loss (lowest first); failed ones follow.
     """
     rows = []
-    for status_file in sorted(Path(sweep_dir).glob(f"*/{STATUS}")):
-        job = status_file.parent
+    folders = sorted(points) if points is not None else sorted(p.parent for p in Path(sweep_dir).glob(f"*/{STATUS}"))
+    for job in folders:
+        status_file = job / STATUS
         status = json.loads(status_file.read_text(encoding="utf-8"))
         row: dict[str, Any] = {
             "point": job.name,
@@ -71,10 +73,11 @@ def summarize(sweep_dir: str | Path) -> pd.DataFrame:
     return frame
 
 
-def write_summary(sweep_dir: str | Path) -> pd.DataFrame:
-    """Write ``summary.csv``, ``summary.md`` and (two swept keys) ``heatmap.png``."""
+def write_summary(sweep_dir: str | Path, points: list[Path] | None = None) -> pd.DataFrame:
+    """Write ``summary.csv``, ``summary.md`` and (two swept keys) ``heatmap.png`` of the
+    grid points ``points`` (default: every point folder in ``sweep_dir``)."""
     sweep_dir = Path(sweep_dir)
-    frame = summarize(sweep_dir)
+    frame = summarize(sweep_dir, points)
     if frame.empty:
         return frame
     atomic_write_text(sweep_dir / "summary.csv", frame.to_csv(index=False))
@@ -117,16 +120,30 @@ def plot_heatmap(frame: pd.DataFrame, rows: str, cols: str, value: str, path: Pa
 
 
 class SummaryCallback(Callback):
-    """Hydra callback: write the sweep summary when the multirun ends; fail if a point failed."""
+    """Hydra callback: write the sweep summary when the multirun ends; fail if a point failed.
+
+    The summary covers the points this multirun ran (collected as each job ends), not point
+    folders an earlier grid left in the same place. A launcher that runs the jobs in other
+    processes (SLURM) reports none back: then every point folder there is summarised, and
+    the log says so."""
+
+    def __init__(self) -> None:
+        self.points: list[Path] = []
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        self.points.append(Path(config.hydra.runtime.output_dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # The points of each base variant: <sweep dir>/<variant>/<point>/ (conf/multirun.yaml);
         # a sweep over `variant` itself (conf/sweep/seeds.yaml) has one folder per variant.
         sweep_dir = Path(config.hydra.sweep.dir)
-        folders = sorted({status.parent.parent for status in sweep_dir.glob(f"*/*/{STATUS}")})
+        points = self.points
+        if not points:
+            points = [status.parent for status in sweep_dir.glob(f"*/*/{STATUS}")]
+            log.warning("%s: no job reported back to this process; summarising every point folder there", sweep_dir)
         failures = []
-        for folder in folders:
-            frame = write_summary(folder)
+        for folder in sorted({p.parent for p in points}):
+            frame = write_summary(folder, [p for p in points if p.parent == folder])
             failed = frame[frame["status"] != "complete"] if not frame.empty else frame
             log.info("sweep summary: %s (%d points, %d failed)", folder, len(frame), len(failed))
             if len(failed):
