@@ -155,8 +155,8 @@ def test_a_profile_replaced_value_changes_through_model_training_as_documented(c
     assert changed.training["per_device_train_batch_size"] == 8
     assert changed.profile_overrides["per_device_train_batch_size"] == {"variant": 4, "profile": 8}
     # A variant value the profile does not set is used as written.
-    own = resolve_spec(load_config([*NO_PRETRAIN, "variants.v2.training.learning_rate=0.001"]), "v2")
-    assert own.training["learning_rate"] == 0.001 and "learning_rate" not in own.profile_overrides
+    own = resolve_spec(load_config([*NO_PRETRAIN, "variants.v2.training.max_grad_norm=0.5"]), "v2")
+    assert own.training["max_grad_norm"] == 0.5 and "max_grad_norm" not in own.profile_overrides
 
 
 def test_group_choices_and_misplaced_variant_keys_on_the_stage_command_line():

@@ -56,8 +56,10 @@ def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
         assert metrics["final_eval_loss"] <= 8.0, (v, metrics["final_eval_loss"])
         outputs = [json.loads(line)["output"] for line in (repo / f"runs/{v}/eval/generations.jsonl").open()]
         assert all(re.search(r"[\u4e00-\u9fff]", o) for o in outputs), (v, outputs)
-    evals = pd.read_csv(repo / "runs/v1/train/history.csv")["eval_loss"].dropna()
-    assert evals.iloc[-1] < evals.iloc[0], evals.tolist()
+    # What the variants learn from: a base that predicts text (its loss well below the
+    # uniform ln 5,194 = 8.6 of the trimmed vocabulary it started near).
+    base = json.loads((repo / "models/tiny-base/base.json").read_text())
+    assert base["final_loss"] < base["first_loss"] - 2, base
     for fig in ("loss", "eval_loss", "learning_rate", "grad_norm"):
         assert (repo / "reports/figures" / f"{fig}.png").exists()
     assert "up to date" in run(["dvc", "status"], repo)

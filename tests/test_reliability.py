@@ -165,7 +165,7 @@ def test_two_processes_with_accelerate_write_one_history_and_one_adapter(tmp_pat
 
 
 def test_a_diverging_run_fails_naming_the_step_and_writes_no_adapter(tmp_path):
-    overrides = [*FAST, "model.training.max_steps=12", "variants.v2.training.learning_rate=1e6"]
+    overrides = [*FAST, "model.training.max_steps=12", "model.training.learning_rate=1e6"]
     cfg = load_config(overrides, path=ROOT / "params.yaml")
     with pytest.raises(DivergenceError, match=r"training diverged at step \d+: loss .* first logged loss"):
         train_variant(cfg, "v2", RECORDS[:10], RECORDS[10:], tmp_path)

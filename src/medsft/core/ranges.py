@@ -87,12 +87,13 @@ def check_ranges(cfg: DictConfig, source: str) -> None:
         _check_section(lora, LORA, f"variants.{name}.lora", source)
         _check_modules(lora, cfg.model, f"variants.{name}.lora", source)
         training = _plain(variant.training)
-        # The profile's model.training fields replace the variant's: name the one in force.
+        # The profile's model.training fields replace the variant's on this profile; a variant's
+        # own value is still checked, since it is in force on a profile that does not set it.
         for field, rule in TRAINING.items():
+            if field in training:
+                _check(training[field], rule, f"variants.{name}.training.{field}", source)
             if field in profile:
                 _check(profile[field], rule, f"model.training.{field}", source)
-            elif field in training:
-                _check(training[field], rule, f"variants.{name}.training.{field}", source)
         _check_choices({**training, **profile}, f"variants.{name}.training", source)
     if cfg.model.pretrain.training is not None:
         pretrain = _plain(cfg.model.pretrain.training)
