@@ -49,10 +49,24 @@ def test_the_map_round_trips_and_a_corrupt_file_is_refused(tmp_path):
     assert TokenMap.load(tmp_path) == tmap
     assert TokenMap.load(tmp_path / "elsewhere") is None
     data = json.loads((tmp_path / "token_map.json").read_text())
-    data["kept"] = [9, 5]
-    (tmp_path / "token_map.json").write_text(json.dumps(data))
-    with pytest.raises(TokenMapError, match="sorted list of distinct"):
+    for bad in ([9, 5], [5, 5], [5, REAL], [5, "9"], [True], None):
+        (tmp_path / "token_map.json").write_text(json.dumps({**data, "kept": bad}))
+        with pytest.raises(TokenMapError, match="token_map.json: `kept` must be a sorted list of distinct"):
+            TokenMap.load(tmp_path)
+    (tmp_path / "token_map.json").write_text(json.dumps({**data, "real_vocab_size": "big"}))
+    with pytest.raises(TokenMapError, match="real_vocab_size"):
         TokenMap.load(tmp_path)
+    (tmp_path / "token_map.json").write_text('{"kept": [1, 2')  # a write cut short
+    with pytest.raises(TokenMapError, match="not readable as JSON"):
+        TokenMap.load(tmp_path)
+
+
+def test_a_map_of_another_size_than_the_model_is_refused_naming_the_folder(tmp_path):
+    model, tmap = trimmed()
+    model.save_pretrained(tmp_path)
+    TokenMap(tmap.kept[:-1], REAL).save(tmp_path)  # one id short: one row too many in the model
+    with pytest.raises(TokenMapError, match=f"{tmp_path}: the model has {tmap.size} vocabulary rows"):
+        load_base_model({"dtype": "float32", "pretrained_model_name_or_path": str(tmp_path)})
 
 
 def test_logits_are_over_real_ids_and_the_loss_equals_transformers_on_them():

@@ -19,7 +19,7 @@ from medsft.core.artifacts import verify_run_artifacts
 from medsft.core.errors import UserError
 from medsft.core.spec import base_model_id, base_model_source
 from medsft.data.tokenizer import load_tokenizer
-from medsft.modeling.vocab import TokenMap, apply_token_map
+from medsft.modeling.vocab import TokenMap, TokenMapError, apply_token_map
 
 
 def peft_quietly(wrap, *args, **kwargs):
@@ -122,7 +122,12 @@ def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: boo
         trust_remote_code=bool(model.get("trust_remote_code", False)),
     )
     tmap = TokenMap.load(source) if Path(source).is_dir() else None
-    return apply_token_map(loaded, tmap) if tmap is not None else loaded
+    if tmap is None:
+        return loaded
+    try:
+        return apply_token_map(loaded, tmap)
+    except TokenMapError as err:
+        raise TokenMapError(f"{source}: {err}") from None
 
 
 def load_model_and_tokenizer(model: dict[str, Any], device_map: Any = None, quantize: bool = True):

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from medsft.core.errors import UserError
 from medsft.core.io import atomic_write_json
 from medsft.data.formatting import IGNORE_INDEX
 
@@ -38,7 +39,7 @@ TOKEN_MAP_FILE = "token_map.json"
 RESERVED = 0  # the compact id of every real id outside the vocabulary
 
 
-class TokenMapError(ValueError):
+class TokenMapError(UserError, ValueError):
     """A ``token_map.json`` that does not describe the model beside it."""
 
 
@@ -98,11 +99,20 @@ class TokenMap:
         path = Path(folder) / TOKEN_MAP_FILE
         if not path.exists():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        kept = data.get("kept")
-        if not isinstance(kept, list) or kept != sorted(set(kept)) or not all(isinstance(i, int) for i in kept):
-            raise TokenMapError(f"{path}: `kept` must be a sorted list of distinct token ids")
-        return cls(tuple(kept), int(data["real_vocab_size"]))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise TokenMapError(f"{path}: not readable as JSON ({err}); rerun the pretrain stage") from None
+        kept, size = (data.get("kept"), data.get("real_vocab_size")) if isinstance(data, dict) else (None, None)
+        if not isinstance(size, int) or size < 1:
+            raise TokenMapError(f"{path}: `real_vocab_size` must be a positive integer")
+        if (
+            not isinstance(kept, list)
+            or not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < size for i in kept)
+            or kept != sorted(set(kept))
+        ):
+            raise TokenMapError(f"{path}: `kept` must be a sorted list of distinct token ids below {size}")
+        return cls(tuple(kept), size)
 
 
 class TrimmedEmbedding(nn.Embedding):
