@@ -42,6 +42,10 @@ def sweep(tmp_path, *overrides):
         "model.training.save_steps=3",
         "model.training.logging_steps=1",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        # point folders named by the swept keys alone (all the overrides exceed a file name's 255 bytes)
+        "hydra.job.config.override_dirname.exclude_keys=[sweep,sweep_name,variant,model.max_length,"
+        "model.pretrain.training,model.pretrain.trim_vocabulary,model.training.max_steps,model.training.eval_steps,"
+        "model.training.save_steps,model.training.logging_steps,prepare.out_dir]",
         f"prepare.out_dir={prepared}",
         *overrides,
     ]
