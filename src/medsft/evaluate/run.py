@@ -28,7 +28,7 @@ from medsft.evaluate.benchmarks import load_tasks, run_benchmarks
 from medsft.evaluate.metrics import score_replies, term_document_frequency
 from medsft.modeling.generation import generate_replies
 from medsft.modeling.loading import load_adapter
-from medsft.modeling.loss import causal_lm_loss, final_hidden_states, output_layer
+from medsft.modeling.loss import final_hidden_states, linear_cross_entropy, output_layer
 from medsft.modeling.vocab import output_rows, unknown_inputs
 
 # What evaluate writes into runs/<variant>/eval/.
@@ -47,7 +47,7 @@ def token_weighted_loss(
 
     Uses the training label mask (prompt tokens are -100), so it is the quantity the
     training loss estimates, averaged over tokens rather than over batches. Computed as
-    training computes it (:func:`~medsft.modeling.loss.causal_lm_loss`, ``chunk_size``
+    training computes it (:func:`~medsft.modeling.loss.linear_cross_entropy`, ``chunk_size``
     positions at a time; all at once when None), on the rows of the model's output layer.
     """
     device = next(model.parameters()).device
@@ -67,10 +67,11 @@ def token_weighted_loss(
             mask[row, :n] = 1
         with final_hidden_states(lm) as captured:
             model(input_ids=ids.to(device), attention_mask=mask.to(device), logits_to_keep=1)
-        _, rows = output_rows(output_layer(lm), labels)  # a target the model has no row for is left out
-        targets = int((rows[:, 1:] != IGNORE_INDEX).sum())
-        total_nll += causal_lm_loss(lm, captured[-1], labels, 1, chunk_size or width * len(idx)).item()
-        total_tokens += targets
+        # The rows training scores and the labels as indices into them, once: a target the
+        # model has no row for is left out of the loss and of the count alike.
+        weight, rows = output_rows(output_layer(lm), labels)
+        total_nll += linear_cross_entropy(captured[-1], weight, rows, 1, chunk_size or width * len(idx)).item()
+        total_tokens += int((rows[:, 1:] != IGNORE_INDEX).sum())
     if total_tokens == 0:
         raise ValueError("no target tokens to evaluate (every example truncated away?)")
     loss = total_nll / total_tokens
