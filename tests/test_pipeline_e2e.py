@@ -42,7 +42,7 @@ def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
     expected |= {f"{s}@{v}" for s in ("augment", "train", "evaluate") for v in variants}
     assert ran_stages(out) == expected
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
-    assert "final train loss" in report and "lora.lora_dropout" in report
+    assert "最终训练损失" in report and "lora.lora_dropout" in report  # the zh report (report.lang)
     # Timings as metrics.json defines them: training apart from the evaluations inside it.
     metrics_v1 = json.loads((repo / "runs/v1/train/metrics.json").read_text())
     row = next(line for line in report.splitlines() if line.startswith("| v1 | `runs/v1/train/history.csv`"))

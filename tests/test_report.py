@@ -11,6 +11,7 @@ from medsft.analysis.tables import md_table
 from medsft.core.history import load_history, write_history_csv
 from medsft.report import sections
 from medsft.report.compare import config_differences
+from medsft.report.labels import Label, Name, Table
 from medsft.report.render import Outline, ReportInputs, render_report
 from medsft.report.runs import RunFiles
 
@@ -75,11 +76,16 @@ def test_section_tables_on_hand_made_runs(tmp_path):
         profile_overrides={"max_steps": {"variant": 400, "profile": 20}},
     )
     overview = sections.overview(runs, tracking_logdir="swanlog")
-    assert overview["rows"][1] == ["v2", "`v2.csv`", "20", "9.0", "—", "—", "`cpu`"]
-    assert overview["differences"] == {"runs": ["v1", "v2"], "rows": [["`lora.lora_dropout`", "0.0500", "0.1000"]]}
-    assert overview["overrides"] == {"runs": ["v2"], "rows": [["`training.max_steps`", "400", "20"]]}
+    assert overview["table"].rows[1] == ["v2", "`v2.csv`", "20", "9.0", "—", "—", "`cpu`"]
+    assert overview["differences"] == Table(
+        ("key", Name("v1"), Name("v2")), [["`lora.lora_dropout`", "0.0500", "0.1000"]]
+    )
+    assert overview["overrides"] == Table(
+        ("key", Label("asked", {"run": "v2"}), "used"), [["`training.max_steps`", "400", "20"]]
+    )
+    assert overview["overrides"].header("zh") == ["配置键", "v2: 变体的值", "实际使用"]
     # Train loss 2.0 -> 1.5 over the phase: a 25% drop; the eval loss is the phase's last.
-    assert sections.phase_rows(runs, 100)[0] == [
+    assert sections.phase_rows(runs, 100).rows[0] == [
         "v1",
         "1 (0, 100]",
         "2.0000 @ 10",
@@ -87,7 +93,7 @@ def test_section_tables_on_hand_made_runs(tmp_path):
         "↓25.0%",
         "1.6000 @ 20",
     ]
-    assert sections.learning_rate_rows(runs)[0] == [
+    assert sections.learning_rate_rows(runs).rows[0] == [
         "v1",
         "1.0000e-04 @ 10",
         "2.0000e-04 @ 20",
@@ -96,13 +102,13 @@ def test_section_tables_on_hand_made_runs(tmp_path):
     ]
     # Grad norms 1.0 and 0.8: mean 0.9, population std 0.1, CV 0.111.
     grads = sections.gradient_tables(runs)
-    assert grads["rows"][0][:6] == ["v1", "0.8000 @ 20", "1.0000 @ 10", "0.9000", "0.1000", "0.111"]
-    assert (grads["cut"], grads["groups"]) == ("10", [])
+    assert grads["table"].rows[0][:6] == ["v1", "0.8000 @ 20", "1.0000 @ 10", "0.9000", "0.1000", "0.111"]
+    assert (grads["cut"], grads["groups"]) == ("10", None)
     compared = sections.comparison(runs, plateau_tolerance=0.01)
     assert (compared["base"], compared["tolerance"]) == ("v1", "1.0%")
-    assert compared["rows"][1][:3] == ["v2", "1.6500", "↑10.0%"]
+    assert compared["table"].rows[1][:3] == ["v2", "1.6500", "↑10.0%"]
     assert sections.comparison({"v1": runs["v1"]}, 0.01) is None
-    assert sections.evaluation(runs) is None and sections.reproducibility({}) is None
+    assert sections.evaluation(runs, "en") is None and sections.reproducibility({}) is None
 
 
 def test_evaluation_section_shows_both_conventions(tmp_path):
@@ -116,22 +122,25 @@ def test_evaluation_section_shows_both_conventions(tmp_path):
     metrics |= {"word_rouge_l": 37.5, "bleu_4": 20.0, "num_generations": 1, "decoding": "greedy"}
     generation = {"question": "问题？", "reference": "参考\n答案", "output": "<think>\n\n</think>\n\n回答|一"}
     runs = two_runs(tmp_path, eval_metrics=metrics, generations=[generation])
-    table = sections.evaluation(runs)
-    columns = dict(zip(table["columns"], table["rows"][0][1:], strict=True))
-    assert [name for name, *_ in table["rows"]] == ["v2"]  # v1 was not evaluated
+    table = sections.evaluation(runs, "en")
+    columns = dict(zip(table["table"].header("en"), table["table"].rows[0], strict=True))
+    assert [name for name, *_ in table["table"].rows] == ["v2"]  # v1 was not evaluated
     assert columns["ROUGE-L F1"] == "0.500" and columns["BLEU"] == "0.250"
     assert columns["ROUGE-1 (words)"] == "40.00" and columns["ROUGE-L (words)"] == "37.50"
     assert columns["BLEU-4"] == "20.00" and columns["term recall"] == "—"
     assert table["probes"] == []
     assert table["generations"] == [
-        {"question": "问题？", "rows": [["v2", "<think>\\n×2</think>\\n×2回答|一"]], "reference": "参考 答案"}
+        {
+            "question": "问题？",
+            "table": Table(("run", "output"), [["v2", "<think>\\n×2</think>\\n×2回答|一"], ["reference", "参考 答案"]]),
+        }
     ]
-    for lang, definition in (
-        ("en", "ROUGE F1 by rouge-chinese over jieba words"),
-        ("zh", "rouge-chinese 在 jieba 分词上"),
+    for lang, definition, header in (
+        ("en", "ROUGE F1 by rouge-chinese over jieba words", "| ROUGE-1 (words) | ROUGE-2 (words) | ROUGE-L (words) |"),
+        ("zh", "rouge-chinese 在 jieba 分词上", "| ROUGE-1（词） | ROUGE-2（词） | ROUGE-L（词） |"),
     ):
         report = render_report(ReportInputs(runs=runs, lang=lang), tmp_path / lang).read_text()
-        assert "| ROUGE-L F1 | BLEU | ROUGE-1 (words) | ROUGE-2 (words) | ROUGE-L (words) | BLEU-4 |" in report
+        assert f"| ROUGE-L F1 | BLEU {header} BLEU-4 |" in report
         assert "| v2 | 1.2500 | — | — | 0.500 | 0.250 | 40.00 | 12.50 | 37.50 | 20.00 | — | — | — |" in report
         assert definition in report
         assert "回答\\|一" in report  # a pipe in a generation is escaped, not a column
@@ -285,8 +294,8 @@ def test_benchmark_table_shows_each_runs_lm_eval_scores_and_nothing_without_them
     runs = two_runs(tmp_path, benchmarks=record)
     runs["v1"] = replace(runs["v1"], benchmarks=empty)
     table = sections.benchmarks(runs)
-    assert table["runs"] == ["v2"]  # v1 ran none
-    assert table["rows"] == [
+    assert table["table"].columns[5:] == (Name("v2"),)  # v1 ran none
+    assert table["table"].rows == [
         ["`medsft_clinical_mc`", "1.0", "8 / 12", "0", "acc", "0.250 ± 0.125"],
         ["`medsft_clinical_mc`", "1.0", "8 / 12", "0", "acc_norm", "0.500"],
     ]

@@ -30,8 +30,8 @@ def test_the_own_run_and_the_further_seeds_make_the_spread_and_a_larger_differen
     write_seeds(tmp_path, "v1", [6.29, 6.31])
     write_seeds(tmp_path, "v2", [6.35, 6.365])
     table = seed_spread(tmp_path, {"v1": run("v1", 6.30), "v2": run("v2", 6.36)})
-    assert table["rows"][0] == ["v1", "42, 43, 44", "6.3000 / 6.2900 / 6.3100", "6.3000", "0.0200"]
-    assert table["rows"][1][1] == "42, 43, 44" and table["rows"][1][4] == "0.0150"
+    assert table["table"].rows[0] == ["v1", "42, 43, 44", "6.3000 / 6.2900 / 6.3100", "6.3000", "0.0200"]
+    assert table["table"].rows[1][1] == "42, 43, 44" and table["table"].rows[1][4] == "0.0150"
     assert table["pair"] == {"a": "v1", "b": "v2", "difference": "0.0583", "floor": "0.0200", "exceeds": True}
 
 
@@ -39,10 +39,10 @@ def test_a_difference_within_the_spread_tells_nothing_and_failed_seeds_are_left_
     write_seeds(tmp_path, "v1", [6.25, 6.35])
     write_seeds(tmp_path, "v2", [6.32, 9.99], status=["complete", "failed"])
     table = seed_spread(tmp_path, {"v1": run("v1", 6.30), "v2": run("v2", 6.31)})
-    assert table["rows"][1][1] == "42, 43"
+    assert table["table"].rows[1][1] == "42, 43"
     assert table["pair"]["exceeds"] is False and table["pair"]["floor"] == "0.1000"
     # Without the variants' own runs, the sweep's seeds alone.
-    assert seed_spread(tmp_path, {})["rows"][0][1] == "43, 44"
+    assert seed_spread(tmp_path, {})["table"].rows[0][1] == "43, 44"
     assert seed_spread(tmp_path / "none", {}) is None and seed_spread(None, {}) is None
 
 
@@ -63,3 +63,9 @@ def test_sweep_cells_closer_than_the_seeds_are_noise(tmp_path):
     assert table["losses"] == [6.300, 6.305]
     assert within_noise(table, seeds, "v2") == {"span": "0.0050", "floor": "0.0200", "exceeds": False, "variant": "v2"}
     assert within_noise(table, seeds, "v1") is None
+    # Within the floor the points are listed in grid order with no rank; beyond it, ranked.
+    unranked = sweep(grid, noise_floor=0.02)
+    assert unranked["ranked"] is False and "rank" not in unranked["table"].columns
+    assert [row[0] for row in unranked["table"].rows] == ["0.0500", "0.2000", "0.5000"]
+    ranked = sweep(grid, noise_floor=0.001)
+    assert ranked["ranked"] is True and ranked["table"].columns[0] == "rank"

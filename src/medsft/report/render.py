@@ -105,7 +105,8 @@ def render_report(inputs: ReportInputs, out_dir: str | Path) -> Path:
     # run leaves the previous report whole, and no figure of an older run stays behind.
     with atomic_dir(out) as tmp:
         context = report_context(inputs, tmp / "figures")
-        text = _environment().get_template(TEMPLATE.format(lang=inputs.lang)).render(**context, heading=Outline())
+        template = _environment().get_template(TEMPLATE.format(lang=inputs.lang))
+        text = template.render(**context, heading=Outline(), table=lambda t: t.markdown(inputs.lang))
         atomic_write_text(tmp / "report.md", text.rstrip("\n") + "\n")  # each part ends in a blank line
         mark(tmp, "report")
     return out / "report.md"
@@ -126,22 +127,25 @@ def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:
         local = _group(inputs.runs, inputs, figures_dir, prefix="", tracking_logdir=inputs.tracking_logdir)
         data = sections.data_tables(inputs.data_stats)
         if data is not None:
-            data["lengths_figure"] = _length_figure(inputs.data_stats, figures_dir)
+            data["lengths_figure"] = _length_figure(inputs.data_stats, figures_dir, inputs.lang)
         na = bool(inputs.claims_path and inputs.published_profile and inputs.local_profile != inputs.published_profile)
+        seeds = sections.seed_spread(inputs.seeds_dir, inputs.runs)
+        # The sweep's base variant is its folder's name; its seed spread is the sweep's noise floor.
+        sweep_variant = Path(inputs.sweep_dir).name if inputs.sweep_dir else None
+        floor = seeds["spreads"].get(sweep_variant) if seeds else None
         local.update(
             profile=inputs.local_profile or "?",
             data=data,
-            augment=sections.augment_rows(inputs.augment_stats, inputs.runs),
+            augment=sections.augment_rows(inputs.augment_stats, inputs.runs, inputs.lang),
             base=sections.base_model(inputs.base_info),
-            evaluation=sections.evaluation(inputs.runs),
+            evaluation=sections.evaluation(inputs.runs, inputs.lang),
             benchmarks=sections.benchmarks(inputs.runs),
-            sweep=_sweep(inputs.sweep_dir, figures_dir),
-            seeds=sections.seed_spread(inputs.seeds_dir, inputs.runs),
+            sweep=_sweep(inputs.sweep_dir, figures_dir, floor),
+            seeds=seeds,
             claims=None if na else _claims(inputs.runs, inputs),
             claims_na={"local": inputs.local_profile, "profile": inputs.published_profile} if na else None,
         )
-    if local and local["sweep"] and local["seeds"]:
-        local["sweep_noise"] = sections.within_noise(local["sweep"], local["seeds"], Path(inputs.sweep_dir).name)
+        local["sweep_noise"] = sections.within_noise(local["sweep"], seeds, sweep_variant)
     return {"published": published, "local": local, "repro": sections.reproducibility(inputs.provenance)}
 
 
@@ -149,13 +153,14 @@ def _group(
     runs: Mapping[str, RunFiles], inputs: ReportInputs, figures_dir: Path, prefix: str, tracking_logdir: str | None
 ) -> dict[str, Any]:
     """The sections every group of runs has, from their histories, and their figures."""
-    figures = plot_histories({n: r.history for n, r in runs.items()}, figures_dir, prefix=prefix)
+    figures = plot_histories({n: r.history for n, r in runs.items()}, figures_dir, prefix=prefix, lang=inputs.lang)
+    lr_figure = figures.pop("learning_rate", None)  # shown in the learning-rate section, not again with the curves
     return {
         "overview": sections.overview(runs, tracking_logdir),
         "phases": sections.phase_rows(runs, inputs.phase_steps),
         "phase_steps": inputs.phase_steps,
         "learning_rate": sections.learning_rate_rows(runs),
-        "lr_figure": figures["learning_rate"].name if "learning_rate" in figures else None,
+        "lr_figure": lr_figure.name if lr_figure else None,
         "gradients": sections.gradient_tables(runs),
         "comparison": sections.comparison(runs, inputs.plateau_tolerance),
         "figures": [{"name": name, "file": path.name} for name, path in figures.items()],
@@ -168,19 +173,20 @@ def _claims(runs: Mapping[str, RunFiles], inputs: ReportInputs) -> dict[str, Any
     return sections.claims(runs, inputs.claims_path, inputs.phase_steps, inputs.lang)
 
 
-def _length_figure(stats: Mapping[str, Any], figures_dir: Path) -> str | None:
+def _length_figure(stats: Mapping[str, Any], figures_dir: Path, lang: str) -> str | None:
     """The histogram of formatted lengths per split, when prepare recorded them."""
     splits = stats["splits"]
     lengths = {name: s.get("total_lengths", []) for name, s in splits.items()}
     if not any(lengths.values()):
         return None
     max_length = next(iter(splits.values()))["max_length"]
-    return plot_length_histogram(lengths, max_length, figures_dir / "lengths.png").name
+    return plot_length_histogram(lengths, max_length, figures_dir / "lengths.png", lang).name
 
 
-def _sweep(sweep_dir: str | None, figures_dir: Path) -> dict[str, Any] | None:
-    """The sweep's table, with its heatmap copied beside the report's figures."""
-    table = sections.sweep(sweep_dir)
+def _sweep(sweep_dir: str | None, figures_dir: Path, noise_floor: float | None) -> dict[str, Any] | None:
+    """The sweep's table (unranked within ``noise_floor``), with its heatmap copied beside the
+    report's figures."""
+    table = sections.sweep(sweep_dir, noise_floor)
     if table is None:
         return None
     table["heatmap"] = None

@@ -1,8 +1,9 @@
 """What each section of the report shows, computed from the logged runs as plain data.
 
-Every function returns lists of table rows (cells already formatted: rounding is part of what
-a number means here) and dicts of the values its prose quotes; the templates under
-``templates/`` hold the words, the headers and the layout. A section with nothing to show is
+Every function returns its tables as :class:`~medsft.report.labels.Table` (columns named by
+label keys, cells already formatted: rounding is part of what a number means here) and dicts
+of the values its prose quotes; the templates under ``templates/`` hold the prose and the
+layout, :mod:`medsft.report.labels` the words of the headers. A section with nothing to show is
 ``None``. Dict keys avoid the names of dict methods (``items``, ``values`` …), which a
 template's ``section.key`` would find first.
 """
@@ -21,23 +22,25 @@ from medsft.analysis import measures as analysis
 from medsft.analysis.tables import fmt, lr_fmt, pct
 from medsft.report.claims import audit, load_claims, note_text
 from medsft.report.compare import config_differences
+from medsft.report.labels import Label, Name, Table, label, names
 from medsft.report.runs import RunFiles
 
 Row = list[str]
 
+# eval/metrics.json field -> decimals shown (its header is the field's label)
 EVAL_COLUMNS = {
-    "eval_loss_token_weighted": ("eval loss (token-weighted)", 4),
-    "perplexity": ("perplexity", 2),
-    "think_format_validity": ("think format", 3),
-    "rouge_l_f1": ("ROUGE-L F1", 3),
-    "bleu": ("BLEU", 3),
-    "word_rouge_1": ("ROUGE-1 (words)", 2),
-    "word_rouge_2": ("ROUGE-2 (words)", 2),
-    "word_rouge_l": ("ROUGE-L (words)", 2),
-    "bleu_4": ("BLEU-4", 2),
-    "term_recall": ("term recall", 3),
-    "mechanism_mention_rate": ("mechanism mentions", 3),
-    "rare_term_rate": ("rare-term rate", 3),
+    "eval_loss_token_weighted": 4,
+    "perplexity": 2,
+    "think_format_validity": 3,
+    "rouge_l_f1": 3,
+    "bleu": 3,
+    "word_rouge_1": 2,
+    "word_rouge_2": 2,
+    "word_rouge_l": 2,
+    "bleu_4": 2,
+    "term_recall": 3,
+    "mechanism_mention_rate": 3,
+    "rare_term_rate": 3,
 }
 
 SWEEP_COLUMNS = (
@@ -66,7 +69,7 @@ def _clip(text: str, limit: int = 160, show_breaks: bool = True) -> str:
 
 
 def overview(runs: Mapping[str, RunFiles], tracking_logdir: str | None = None) -> dict[str, Any]:
-    """The runs' sources and timings (``rows``: run, history file, last step, training and
+    """The runs' sources and timings (``table``: run, history file, last step, training and
     evaluation seconds, tokens/s, hardware), where SwanLab logged them (``tracking``), the
     config keys whose values differ (``differences``) and the values the model profile
     replaced (``overrides``)."""
@@ -84,29 +87,29 @@ def overview(runs: Mapping[str, RunFiles], tracking_logdir: str | None = None) -
                 fmt(m.get("hardware")),
             ]
         )
+    columns = ("run", "history_file", "last_step", "train_seconds", "eval_seconds", "tokens_per_second", "hardware")
     return {
-        "rows": rows,
+        "table": Table(columns, rows),
         "tracking": tracking_logdir,
         "differences": config_difference_rows(runs),
         "overrides": override_rows(runs),
     }
 
 
-def config_difference_rows(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
-    """Key-by-key config differences of the runs that have a config (``runs``: their names;
-    ``rows``: key then each run's value, empty when the configs agree); ``None`` for fewer
-    than two such runs."""
+def config_difference_rows(runs: Mapping[str, RunFiles]) -> Table | None:
+    """Key-by-key config differences of the runs that have a config (key, then each run's
+    value; no rows when the configs agree); ``None`` for fewer than two such runs."""
     configs = {n: r.config for n, r in runs.items() if r.config}
     if len(configs) < 2:
         return None
     diff = config_differences(configs)
     rows = [[f"`{row['key']}`", *(fmt(row[n]) for n in configs)] for _, row in diff.iterrows()]
-    return {"runs": list(configs), "rows": rows}
+    return Table(("key", *names(list(configs))), rows)
 
 
-def override_rows(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
-    """The ``training.*`` values the model profile replaced (``runs``: the runs with any;
-    ``rows``: key, each run's asked-for value, the value(s) used); ``None`` if none were."""
+def override_rows(runs: Mapping[str, RunFiles]) -> Table | None:
+    """The ``training.*`` values the model profile replaced: key, the asked-for value of each
+    run with any, the value(s) used; ``None`` if none were."""
     overridden = {name: r.profile_overrides for name, r in runs.items() if r.profile_overrides}
     if not overridden:
         return None
@@ -115,13 +118,13 @@ def override_rows(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
         used = {fmt(o[key]["profile"]) for o in overridden.values() if key in o}
         asked = [fmt(o[key]["variant"]) if key in o else "—" for o in overridden.values()]
         rows.append([f"`training.{key}`", *asked, " / ".join(sorted(used))])
-    return {"runs": list(overridden), "rows": rows}
+    return Table(("key", *(Label("asked", {"run": n}) for n in overridden), "used"), rows)
 
 
 def data_tables(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """prepare's ``stats.json`` as the report shows it: the record counts its prose quotes
-    (``counts``), token statistics per split and field (``token_rows``), truncation per split
-    (``truncation_rows``) and, when most examples of a split are cut, the ``truncation`` note's
+    (``counts``), token statistics per split and field (``tokens``), truncation per split
+    (``truncation_table``) and, when most examples of a split are cut, the ``truncation`` note's
     values; ``None`` without stats."""
     if not stats:
         return None
@@ -159,12 +162,22 @@ def data_tables(stats: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if mostly_cut:
         median = max(s["formatted"]["total"]["median"] for s in mostly_cut)
         truncation = {"max_length": mostly_cut[0]["max_length"], "median": fmt(median, 0)}
-    return {"counts": counts, "token_rows": token_rows, "truncation_rows": truncation_rows, "truncation": truncation}
+    return {
+        "counts": counts,
+        "tokens": Table(("split", "field", "sum", "min", "median", "p95", "max"), token_rows),
+        "truncation_table": Table(("split", "max_length", "truncated", "target_lost"), truncation_rows),
+        "truncation": truncation,
+    }
 
 
-def augment_rows(augment_stats: Mapping[str, Mapping[str, Any]], runs: Mapping[str, RunFiles]) -> list[Row]:
+def augment_rows(
+    augment_stats: Mapping[str, Mapping[str, Any]], runs: Mapping[str, RunFiles], lang: str
+) -> Table | None:
     """Per variant: augmented records, knowledge injection (on/off, records touched, terms
-    injected) and the term masking train applied (probability · field, records per epoch)."""
+    injected) and the term masking train applied (probability · field, records per epoch);
+    ``None`` without augment stats."""
+    if not augment_stats:
+        return None
     rows = []
     for variant, a in augment_stats.items():
         ki = a["knowledge_injection"]
@@ -176,14 +189,15 @@ def augment_rows(augment_stats: Mapping[str, Mapping[str, Any]], runs: Mapping[s
             [
                 variant,
                 fmt(a["records"]),
-                "on" if ki["enabled"] else "off",
+                label("on" if ki["enabled"] else "off", lang),
                 fmt(ki["records_touched"]),
                 fmt(ki["terms_injected"]),
                 f"{tm['probability']:.0%} · {tm['field']}" if tm else "—",
                 per_epoch or "—",
             ]
         )
-    return rows
+    columns = ("run", "records", "knowledge_injection", "records_injected", "terms_injected")
+    return Table((*columns, "term_masking", "masked_per_epoch"), rows)
 
 
 def _counts(counts: Mapping[str, int]) -> str:
@@ -206,7 +220,7 @@ def base_model(info: Mapping[str, Any] | None) -> dict[str, str] | None:
     }
 
 
-def phase_rows(runs: Mapping[str, RunFiles], phase_steps: int) -> list[Row]:
+def phase_rows(runs: Mapping[str, RunFiles], phase_steps: int) -> Table:
     """Per run and window of ``phase_steps`` steps: train loss first and last (value @ step),
     its relative drop, and the window's last eval loss."""
     rows = []
@@ -222,16 +236,16 @@ def phase_rows(runs: Mapping[str, RunFiles], phase_steps: int) -> list[Row]:
                     "—" if p.eval_loss is None else f"{fmt(p.eval_loss)} @ {p.eval_step}",
                 ]
             )
-    return rows
+    return Table(("run", "phase", "phase_first_loss", "phase_last_loss", "phase_drop", "phase_eval_loss"), rows)
 
 
-def learning_rate_rows(runs: Mapping[str, RunFiles]) -> list[Row]:
+def learning_rate_rows(runs: Mapping[str, RunFiles]) -> Table:
     """Per run: the learning rate at the first step, the end of warmup, mid-run and the end."""
     rows = []
     for r in runs.values():
         pts = analysis.lr_points(r.history)
         rows.append([r.name, *("—" if p is None else f"{lr_fmt(p[1])} @ {p[0]}" for p in pts.values())])
-    return rows
+    return Table(("run", "lr_first", "lr_warmup_end", "lr_mid", "lr_end"), rows)
 
 
 def _shared_cutoff(runs: Mapping[str, RunFiles]) -> float:
@@ -240,9 +254,9 @@ def _shared_cutoff(runs: Mapping[str, RunFiles]) -> float:
 
 
 def gradient_tables(runs: Mapping[str, RunFiles]) -> dict[str, Any]:
-    """Grad-norm spread per run (``rows``: min and max @ step, mean, std, CV over all steps
+    """Grad-norm spread per run (``table``: min and max @ step, mean, std, CV over all steps
     and after the shared warmup ``cut``, range from step ``late``) and per parameter group
-    (``groups``: run, group, mean, min, max, CV)."""
+    (``groups``: run, group, mean, min, max, CV; ``None`` without per-group norms)."""
     cut = _shared_cutoff(runs)
     late_from = max((analysis.last_step(r.history) or 0) for r in runs.values()) / 2
     rows = []
@@ -271,7 +285,13 @@ def gradient_tables(runs: Mapping[str, RunFiles]) -> dict[str, Any]:
                 groups.append(
                     [r.name, col.removeprefix("grad_norm_"), fmt(s.mean), fmt(s.min), fmt(s.max), fmt(s.cv, 3)]
                 )
-    return {"rows": rows, "cut": fmt(int(cut)), "late": fmt(int(math.ceil(late_from))), "groups": groups}
+    columns = ("run", "min_at", "max_at", "mean", "std", "cv_all", "cv_after_warmup", "late_range")
+    return {
+        "table": Table(columns, rows),
+        "cut": fmt(int(cut)),
+        "late": fmt(int(math.ceil(late_from))),
+        "groups": Table(("run", "group", "mean", "min", "max", "cv"), groups) if groups else None,
+    }
 
 
 def comparison(runs: Mapping[str, RunFiles], plateau_tolerance: float) -> dict[str, Any] | None:
@@ -295,29 +315,39 @@ def comparison(runs: Mapping[str, RunFiles], plateau_tolerance: float) -> dict[s
         grad = analysis.spread(r.history)
         row += [fmt(analysis.plateau_step(r.history, plateau_tolerance)), fmt(grad.cv if grad else None, 3)]
         rows.append(row)
-    return {"rows": rows, "base": base.name, "tolerance": f"{plateau_tolerance:.1%}"}
+    columns = ("run", "final_train_loss", "change", "final_eval_loss", "change", "generalization_gap", "change")
+    return {
+        "table": Table((*columns, "plateau_step", "grad_cv"), rows),
+        "base": base.name,
+        "tolerance": f"{plateau_tolerance:.1%}",
+    }
 
 
-def evaluation(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
-    """The evaluated runs' metrics (``columns``, ``rows``), the decoding they share, and the
-    replies to each probe and to the first two validation questions, clipped (``probes``,
-    ``generations``); ``None`` when no run was evaluated."""
+def evaluation(runs: Mapping[str, RunFiles], lang: str) -> dict[str, Any] | None:
+    """The evaluated runs' metrics (``table``), the decoding they share, and the replies to
+    each probe and to the first two validation questions, clipped (``probes``,
+    ``generations``: each a table of run and output, a generation's ending with the
+    reference answer); ``None`` when no run was evaluated."""
     evaluated = {n: r for n, r in runs.items() if r.eval_metrics}
     if not evaluated:
         return None
-    rows = [[n, *(fmt(r.eval_metrics.get(k), d) for k, (_, d) in EVAL_COLUMNS.items())] for n, r in evaluated.items()]
+    rows = [[n, *(fmt(r.eval_metrics.get(k), d) for k, d in EVAL_COLUMNS.items())] for n, r in evaluated.items()]
     first = next(iter(evaluated.values())).eval_metrics
     probes = [
-        {"id": probe["id"], "question": probe["question"], "rows": replies}
+        {"id": probe["id"], "question": probe["question"], "table": Table(("run", "output"), replies)}
         for probe, replies in _replies(evaluated, "probes", limit=300)
     ]
     generations = [
-        {"question": item["question"], "rows": replies, "reference": _clip(item["reference"], show_breaks=False)}
+        {
+            "question": item["question"],
+            "table": Table(
+                ("run", "output"), [*replies, [label("reference", lang), _clip(item["reference"], show_breaks=False)]]
+            ),
+        }
         for item, replies in _replies(evaluated, "generations", limit=160, first=2)
     ]
     return {
-        "columns": [label for label, _ in EVAL_COLUMNS.values()],
-        "rows": rows,
+        "table": Table(("run", *EVAL_COLUMNS), rows),
         "num_generations": first.get("num_generations", "—"),
         "decoding": first.get("decoding", "greedy"),
         "probes": probes,
@@ -339,10 +369,10 @@ def _replies(
 
 
 def benchmarks(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
-    """The lm-eval scores of the runs that have any (``runs``: their names; ``rows``: task,
-    task version, examples scored, shots, metric, then each run's score ± standard error to 3
-    decimals), the lm-eval version(s), ``limit`` and ``chat_template`` they ran with; ``None``
-    when no run has a benchmark score."""
+    """The lm-eval scores of the runs that have any (``table``: task, task version, examples
+    scored, shots, metric, then each run's score ± standard error to 3 decimals), the lm-eval
+    version(s), ``limit`` and ``chat_template`` they ran with; ``None`` when no run has a
+    benchmark score."""
     scored = {n: r.benchmarks for n, r in runs.items() if r.benchmarks.get("tasks")}
     if not scored:
         return None
@@ -361,8 +391,7 @@ def benchmarks(runs: Mapping[str, RunFiles]) -> dict[str, Any] | None:
             rows.append([f"`{task}`", fmt(version, 1), examples, fmt(ran.get("n-shot", {}).get(task)), metric, *scores])
     limits = sorted({str(b["limit"]) for b in scored.values() if b.get("limit") is not None})
     return {
-        "runs": list(scored),
-        "rows": rows,
+        "table": Table(("task", "version", "examples", "shots", "metric", *names(list(scored))), rows),
         "lm_eval_version": " / ".join(sorted({str(b.get("lm_eval_version")) for b in scored.values()})),
         "limit": " / ".join(limits) or None,
         "chat_template": any(b.get("apply_chat_template") for b in scored.values()),
@@ -382,24 +411,31 @@ def _score(scores: Mapping[str, Any], metric: str) -> str:
     return fmt(value, 3) if stderr is None else f"{fmt(value, 3)} ± {fmt(stderr, 3)}"
 
 
-def sweep(sweep_dir: str | Path | None) -> dict[str, Any] | None:
-    """A sweep's ranked grid points from its ``summary.csv`` (``columns`` without the
-    ``variant.`` prefix, ``rows``); ``None`` when there is no summary."""
+def sweep(sweep_dir: str | Path | None, noise_floor: float | None = None) -> dict[str, Any] | None:
+    """A sweep's grid points from its ``summary.csv`` (``table``: the swept keys without the
+    ``variant.`` prefix, status, measures), ranked by final eval loss unless its completed
+    points differ by no more than ``noise_floor`` (``ranked`` False: then in grid order, as a
+    ranking within the noise would be read as a result); ``None`` when there is no summary."""
     if not sweep_dir or not (Path(sweep_dir) / "summary.csv").exists():
         return None
     summary = pd.read_csv(Path(sweep_dir) / "summary.csv")
     keys = [c for c in summary.columns if c.startswith("variant.")]
-    columns = ["rank", *keys, "status", *(c for c in SWEEP_COLUMNS if c in summary)]
+    done = summary[summary["status"] == "complete"]
+    losses = [float(v) for v in done["final_eval_loss"].dropna()] if "final_eval_loss" in done else []
+    ranked = noise_floor is None or len(losses) < 2 or max(losses) - min(losses) > noise_floor
+    columns = ["rank"] * ranked + [*keys, "status", *(c for c in SWEEP_COLUMNS if c in summary)]
+    if not ranked:
+        summary = summary.sort_values(keys, kind="stable")
     rows = [
         [v if isinstance(v, str) else fmt(v.item() if hasattr(v, "item") else v) for v in r]
         for r in summary[columns].itertuples(index=False)
     ]
-    done = summary[summary["status"] == "complete"]
+    headers = [Name(c.removeprefix("variant.")) if c in keys else c for c in columns]
     return {
         "path": f"{Path(sweep_dir)}/summary.csv",
-        "columns": [c.removeprefix("variant.") for c in columns],
-        "rows": rows,
-        "losses": [float(v) for v in done["final_eval_loss"].dropna()] if "final_eval_loss" in done else [],
+        "table": Table(tuple(headers), rows),
+        "ranked": ranked,
+        "losses": losses,
     }
 
 
@@ -426,15 +462,8 @@ def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> d
         seeds = sorted(by_seed)
         losses = [by_seed[s] for s in seeds]
         means[variant], spreads[variant] = sum(losses) / len(losses), max(losses) - min(losses)
-        rows.append(
-            [
-                variant,
-                ", ".join(str(s) for s in seeds),
-                " / ".join(fmt(v) for v in losses),
-                fmt(means[variant]),
-                fmt(spreads[variant]),
-            ]
-        )
+        row = [variant, ", ".join(str(s) for s in seeds), " / ".join(fmt(v) for v in losses)]
+        rows.append([*row, fmt(means[variant]), fmt(spreads[variant])])
     if not rows:
         return None
     pair = None
@@ -443,7 +472,8 @@ def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> d
         floor = max(spreads.values())
         difference = mean_b - mean_a
         pair = {"a": a, "b": b, "difference": fmt(difference), "floor": fmt(floor), "exceeds": abs(difference) > floor}
-    return {"path": str(seeds_dir), "rows": rows, "pair": pair, "spreads": spreads}
+    table = Table(("variant", "seeds", "loss_per_seed", "mean", "spread"), rows)
+    return {"path": str(seeds_dir), "table": table, "pair": pair, "spreads": spreads}
 
 
 def within_noise(
@@ -460,20 +490,20 @@ def within_noise(
 
 
 def claims(runs: Mapping[str, RunFiles], claims_path: str, phase_steps: int, lang: str) -> dict[str, Any]:
-    """The claims audit on ``runs``: per claim its id, statement, ``status`` (a claims status
-    constant) and what was measured against what it states; the claims' notes in ``lang``."""
+    """The claims audit on ``runs`` (``table``: per claim its id, statement, verdict in
+    ``lang`` and each check as ``measure = measured (≈ stated)``); the claims' notes in ``lang``."""
     results = audit(load_claims(claims_path), runs, phase_steps)
     rows = [
-        {
-            "id": res.id,
-            "statement": res.statement,
-            "status": res.status,
-            "measured": "; ".join(f"{c.description} = {_measured(c.measured)} (≈ {c.expect})" for c in res.checks),
-        }
+        [
+            res.id,
+            res.statement,
+            f"**{label(res.status, lang)}**",
+            "; ".join(f"{c.description} = {_measured(c.measured)} (≈ {c.expect})" for c in res.checks),
+        ]
         for res in results
     ]
     notes = [{"id": res.id, "text": note_text(res.note, lang)} for res in results if res.note]
-    return {"path": claims_path, "rows": rows, "notes": notes}
+    return {"path": claims_path, "table": Table(("claim_id", "claim", "verdict", "measured"), rows), "notes": notes}
 
 
 def _measured(value: Any) -> str:
@@ -496,5 +526,5 @@ def reproducibility(prov: Mapping[str, Any]) -> dict[str, Any] | None:
         "packages": ", ".join(f"{k} {v}" for k, v in (prov.get("packages") or {}).items()),
         "hardware": prov.get("hardware"),
         "command": prov.get("command"),
-        "hashes": [[f"`{p}`", f"`{h}`"] for p, h in (prov.get("hashes") or {}).items()],
+        "hashes": Table(("path", "md5"), [[f"`{p}`", f"`{h}`"] for p, h in (prov.get("hashes") or {}).items()]),
     }
