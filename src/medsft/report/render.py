@@ -16,7 +16,6 @@ from typing import Any
 
 import jinja2
 
-from medsft.analysis.tables import md_cell, md_table
 from medsft.core.io import atomic_dir, atomic_write_text
 from medsft.core.outputs import mark
 from medsft.report import sections
@@ -79,8 +78,6 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.globals["md_table"] = md_table
-    environment.filters["cell"] = md_cell
     return environment
 
 
