@@ -57,8 +57,7 @@ def child(variant: str, records_file: Path, overrides: list[str], out: Path) -> 
     records = read_jsonl(records_file)
     if variant == "pretrain":
         reproducibility_settings()
-        plain = lambda section: OmegaConf.to_container(section, resolve=True)  # noqa: E731
-        trainer = build_pretrain_trainer(plain(cfg.model), plain(cfg.format), records, out)
+        trainer = build_pretrain_trainer(OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.format), records, out)
     else:
         trainer = build_trainer(resolve_spec(cfg, variant), records, records[:2], out).trainer
     model = trainer.model

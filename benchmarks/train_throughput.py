@@ -89,7 +89,7 @@ def seed_loop(cfg, records: list[dict[str, Any]], out: Path) -> dict[str, float]
     fmt = spec.format
 
     def encode_one(record: dict[str, Any]) -> dict[str, list[int]]:
-        enc = encode_records([record], tok, fmt["system_prompt"], fmt["target_style"], spec.max_length)
+        enc = encode_records([record], tok, fmt.system_prompt, fmt.target_style, spec.max_length)
         return enc.rows()[0]
 
     start = time.perf_counter()
@@ -135,10 +135,10 @@ def profile_step(cfg, records: list[dict[str, Any]], steps: int) -> dict[str, fl
     """Median seconds of each part of a packed training step, over ``steps`` batches, with
     the loss ``cfg``'s ``model.loss_chunk_size`` selects."""
     spec = resolve_spec(cfg, "v1")
-    chunk = spec.model.get("loss_chunk_size")
+    chunk = spec.model.loss_chunk_size
     tok = load_tokenizer(None)
     fmt = spec.format
-    rows = encode_records(records, tok, fmt["system_prompt"], fmt["target_style"], spec.max_length).rows()
+    rows = encode_records(records, tok, fmt.system_prompt, fmt.target_style, spec.max_length).rows()
     torch.manual_seed(0)
     model = add_lora(load_base_model(spec.model), spec.lora, False)
     prepare_for_packing(model)

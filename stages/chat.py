@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None, stdin=None, stdout=None, stderr=None) ->
     except (FileNotFoundError, ValueError) as err:  # BaseModelMismatch and ConfigError are ValueErrors
         fail(str(err))
     session = ChatSession(
-        model, tokenizer, spec.format["system_prompt"], think=not args.no_think, generation=generation, seed=args.seed
+        model, tokenizer, spec.format.system_prompt, think=not args.no_think, generation=generation, seed=args.seed
     )
 
     def answer(question: str) -> None:

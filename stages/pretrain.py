@@ -33,28 +33,28 @@ OUTPUTS = (
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model = OmegaConf.to_object(cfg.model)
     out = check_output_dir(
-        "model.pretrain.output_dir", model["pretrain"]["output_dir"], "pretrain", cfg.output_roots, OUTPUTS
+        "model.pretrain.output_dir", model.pretrain.output_dir, "pretrain", cfg.output_roots, OUTPUTS
     )
-    if not model["pretrain"]["training"]:
+    if not model.pretrain.training:
         with atomic_dir(out) as tmp:
             atomic_write_json(
                 tmp / "NO_PRETRAINING.json",
-                {"profile": model["name"], "base": model["pretrained_model_name_or_path"] or "the seeded init"},
+                {"profile": model.name, "base": model.pretrained_model_name_or_path or "the seeded init"},
             )
             mark(tmp, "pretrain")
-        log.info("profile %s: no pretraining (model.pretrain.training is null)", model["name"])
+        log.info("profile %s: no pretraining (model.pretrain.training is null)", model.name)
         return 0
     train_file, val_file = (Path(cfg.prepare.out_dir) / f"{split}.jsonl" for split in ("train", "val"))
     require_inputs((train_file, "prepare"), (val_file, "prepare"))
     pretrain_base(
         model,
-        OmegaConf.to_container(cfg.format, resolve=True),
+        OmegaConf.to_object(cfg.format),
         read_jsonl(train_file),
         out,
         divergence=OmegaConf.to_container(cfg.divergence, resolve=True),
-        vocabulary_records=read_jsonl(val_file) if model["pretrain"]["trim_vocabulary"] else (),
+        vocabulary_records=read_jsonl(val_file) if model.pretrain.trim_vocabulary else (),
     )
     return 0
 

@@ -1,9 +1,11 @@
 """Knowledge injection and progressive term masking: rules, determinism, stats."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
+from medsft.core.config import TermMaskingConfig
 from medsft.data.augmentation import (
     PLAIN_MASK,
     Lexicon,
@@ -26,7 +28,7 @@ LEX = Lexicon(
     mechanisms={"糖尿病": "胰岛素抵抗/分泌不足", "高血压": "RAAS系统异常"},
     mechanism_markers=["机制", "导致"],
 )
-MASKING = {"term_masking": {"probability": 1.0, "max_terms": 2, "field": "question", "typed_from_epoch": 1}}
+MASKING = TermMaskingConfig(probability=1.0, max_terms=2, field="question", typed_from_epoch=1)
 
 
 def test_injection_once_at_first_mention():
@@ -63,7 +65,7 @@ def test_augmentation_depends_only_on_seed_record_and_epoch():
 
 def test_masking_probability_is_respected():
     recs = [{"question": f"第{i}例糖尿病多尿", "think": "t", "answer": "a"} for i in range(2000)]
-    settings = {"term_masking": {**MASKING["term_masking"], "probability": 0.1}}
+    settings = replace(MASKING, probability=0.1)
     masked = sum(bool(augment_for_epoch(r, settings, LEX, 42, 0)[1]) for r in recs)
     assert 150 < masked < 250  # 10% of 2000, binomial sd ~13
 
@@ -98,7 +100,7 @@ def test_augment_stage_injects_knowledge_and_counts_it(tmp_path):
 @pytest.mark.parametrize("field", ["question", "answer"])
 def test_masked_field_is_configurable(field):
     rec = {"question": "糖尿病多尿", "think": "t", "answer": "糖尿病多尿"}
-    out, masks = augment_for_epoch(rec, {"term_masking": {**MASKING["term_masking"], "field": field}}, LEX, 1, 0)
+    out, masks = augment_for_epoch(rec, replace(MASKING, field=field), LEX, 1, 0)
     assert masks and out[field] != rec[field] and all(out[k] == rec[k] for k in rec if k != field)
 
 
@@ -120,7 +122,7 @@ def test_augment_stage_is_byte_identical_and_masks_follow_the_seed(tmp_path):
         assert main(["v3", *common, f"augment.out_dir={tmp_path / name}"]) == 0
     read = {n: [(tmp_path / n / "v3" / f).read_bytes() for f in ("train.jsonl", "stats.json")] for n in "ab"}
     assert read["a"] == read["b"]
-    settings = {"term_masking": {"probability": 0.5, "max_terms": 2, "field": "question", "typed_from_epoch": 1}}
+    settings = TermMaskingConfig(probability=0.5, max_terms=2, field="question", typed_from_epoch=1)
     lex = load_lexicon(ROOT / "conf/lexicon/medical.yaml")
     assert masking_stats(recs, settings, lex, 42, 2) == masking_stats(recs, settings, lex, 42, 2)
     assert masking_stats(recs, settings, lex, 42, 2) != masking_stats(recs, settings, lex, 7, 2)

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM
 
-from medsft.core.config import load_config
+from medsft.core.config import ModelProfile, load_config
 from medsft.core.spec import RunSpec
 from medsft.data.formatting import encode_parts, prompt_parts
 from medsft.data.tokenizer import build_offline_qwen3_tokenizer
@@ -124,7 +124,7 @@ def test_interactive_session_answers_each_turn(adapter):
 
 def test_tiny_profile_notice_goes_to_stderr_once_before_the_replies(adapter, capsys):
     _, path = adapter
-    assert RunSpec.read(path.parent).model["name"] == "tiny"
+    assert RunSpec.read(path.parent).model.name == "tiny"
     stdout = io.StringIO()
     code = chat_main(
         ["--adapter", str(path), "--interactive", "--greedy", "--max-new-tokens", "2", "第一个问题"],
@@ -135,7 +135,7 @@ def test_tiny_profile_notice_goes_to_stderr_once_before_the_replies(adapter, cap
     assert code == 0 and stdout.getvalue().count("[回答]") + stdout.getvalue().count("[回复]") == 2
     assert captured.err.count(TINY_PROFILE_NOTICE) == 1 and "\n" not in TINY_PROFILE_NOTICE
     assert TINY_PROFILE_NOTICE not in stdout.getvalue() + captured.out
-    assert profile_notice({"name": "qwen3-1.7b"}) is None
+    assert profile_notice(ModelProfile(name="qwen3-1.7b")) is None
 
 
 def test_chat_errors_name_what_was_expected(adapter, tmp_path, capsys):
@@ -222,15 +222,15 @@ def test_an_adapter_on_another_base_is_refused_naming_both(adapter, tmp_path):
 
     _, path = adapter
     spec = RunSpec.read(path.parent)
-    other = {**spec.model, "init_seed": 1}
-    other["base_model_id"] = base_model_id(other)
+    other = replace(spec.model, init_seed=1)
+    other.base_model_id = base_model_id(other)
     with pytest.raises(BaseModelMismatch) as err:
         load_adapter(other, path)
-    assert spec.base_model_id in str(err.value) and other["base_model_id"] in str(err.value)
+    assert spec.base_model_id in str(err.value) and other.base_model_id in str(err.value)
     with pytest.raises(BaseModelMismatch):
         merge_adapter(replace(spec, model=other), path, tmp_path / "merged")
     # A base of another shape that claims the adapter's identity: one line, not a traceback.
-    wider = {**spec.model, "config": {**spec.model["config"], "hidden_size": 128}, "base_model_id": spec.base_model_id}
+    wider = replace(spec.model, config={**spec.model.config, "hidden_size": 128})
     with pytest.raises(BaseModelMismatch, match="does not fit the base model") as err:
         load_adapter(wider, path)
     assert "\n" not in str(err.value)

@@ -159,8 +159,7 @@ def test_pretraining_a_tied_output_layer_with_the_chunked_loss_trains_as_without
                 "model.pretrain.trim_vocabulary=false",  # transformers' loss needs the full rows
             ]
         )
-        model = OmegaConf.to_container(cfg.model, resolve=True)
-        pretrain_base(model, OmegaConf.to_container(cfg.format, resolve=True), RECORDS, tmp_path / chunk)
+        pretrain_base(OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.format), RECORDS, tmp_path / chunk)
         losses[chunk] = pd.read_csv(tmp_path / chunk / "history.csv")["loss"].dropna().to_numpy()
     assert len(losses["null"]) == 3
     assert abs(losses["null"] - losses["16"]).max() < 1e-5

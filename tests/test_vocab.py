@@ -9,7 +9,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from medsft.core.config import ConfigError, load_config
+from medsft.core.config import ConfigError, ModelProfile, load_config
 from medsft.modeling.loading import build_tiny_qwen3, load_base_model, peft_quietly
 from medsft.modeling.loss import causal_lm_loss, final_hidden_states
 from medsft.modeling.vocab import TokenMap, TokenMapError, apply_token_map, unknown_inputs
@@ -66,7 +66,7 @@ def test_a_map_of_another_size_than_the_model_is_refused_naming_the_folder(tmp_p
     model.save_pretrained(tmp_path)
     TokenMap(tmap.kept[:-1], REAL).save(tmp_path)  # one id short: one row too many in the model
     with pytest.raises(TokenMapError, match=f"{tmp_path}: the model has {tmap.size} vocabulary rows"):
-        load_base_model({"dtype": "float32", "pretrained_model_name_or_path": str(tmp_path)})
+        load_base_model(ModelProfile(pretrained_model_name_or_path=str(tmp_path)))
 
 
 def test_logits_are_over_real_ids_and_the_loss_equals_transformers_on_them():
@@ -134,7 +134,7 @@ def test_peft_trains_copies_of_the_trimmed_layers_and_a_saved_base_reloads_trimm
     base.save_pretrained(tmp_path / "base")
     tmap.save(tmp_path / "base")
     assert json.loads((tmp_path / "base" / "config.json").read_text())["vocab_size"] == tmap.size
-    reloaded = load_base_model({"dtype": "float32", "pretrained_model_name_or_path": str(tmp_path / "base")})
+    reloaded = load_base_model(ModelProfile(pretrained_model_name_or_path=str(tmp_path / "base")))
     torch.testing.assert_close(reloaded(input_ids=ids).logits, trimmed()[0](input_ids=ids).logits)
 
 

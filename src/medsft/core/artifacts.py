@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
+from medsft.core.config import ModelProfile
 from medsft.core.errors import UserError
 
 _BLOCK = 1 << 20
@@ -48,16 +48,15 @@ def verify(recorded: dict[str, str], root: str | Path, where: str) -> None:
             )
 
 
-def base_weight_files(model: dict[str, Any]) -> dict[str, Path]:
+def base_weight_files(model: ModelProfile) -> dict[str, Path]:
     """The weight files of a base the pipeline made (the ``pretrain`` stage's output), by
     path; none for a hub or local checkpoint, which has its own identity."""
-    pretrain = model.get("pretrain") or {}
-    if model.get("pretrained_model_name_or_path") is not None or not pretrain.get("training"):
+    if model.pretrained_model_name_or_path is not None or not model.pretrain.training:
         return {}
-    return {str(p): p for p in sorted(Path(pretrain["output_dir"]).glob("*.safetensors"))}
+    return {str(p): p for p in sorted(Path(model.pretrain.output_dir).glob("*.safetensors"))}
 
 
-def run_artifacts(adapter_dir: str | Path, model: dict[str, Any]) -> dict[str, str]:
+def run_artifacts(adapter_dir: str | Path, model: ModelProfile) -> dict[str, str]:
     """What train records: the SHA-256 of the adapter's files (``adapter/<name>``) and of
     the pipeline-made base's weights (their paths)."""
     adapter_dir = Path(adapter_dir)

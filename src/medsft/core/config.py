@@ -57,7 +57,10 @@ class PretrainConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelProfile:
+    """A model profile (``conf/model/``) but its ``training`` overrides: what a run's spec
+    keeps of it (:class:`medsft.core.spec.RunModel`) and what loading a model reads."""
+
     name: str = "tiny"
     # Hub id or local directory; null builds the Qwen3 architecture from ``config``.
     pretrained_model_name_or_path: str | None = None
@@ -73,8 +76,13 @@ class ModelConfig:
     # Training loss computed this many positions at a time, the output layer fused in, never
     # holding the full logits (medsft.modeling.loss); null: transformers' loss over all logits.
     loss_chunk_size: int | None = None
-    training: dict[str, Any] = field(default_factory=dict)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+
+
+@dataclass
+class ModelConfig(ModelProfile):
+    # TrainingArguments fields that replace the variants' (the one precedence rule, medsft.core.spec).
+    training: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

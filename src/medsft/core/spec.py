@@ -14,6 +14,7 @@ same way an imported run's ``run_config.yaml`` is read.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -22,9 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from medsft.core.config import ConfigError, require_variant
+from medsft.core.config import (
+    ConfigError,
+    FormatConfig,
+    ModelProfile,
+    VariantAugmentConfig,
+    require_variant,
+)
 from medsft.core.io import atomic_write_text
 
 SPEC_FILE = "run_config.yaml"
@@ -48,50 +56,79 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def base_model_id(model: dict[str, Any]) -> str:
+def base_model_id(model: ModelProfile) -> str:
     """The identity of a profile's base model: its hub id or local path; for the seeded
     architecture (no checkpoint) a name fixed by its config and init seed; for a base the
     ``pretrain`` stage trained from it, the name the stage recorded (with a hash of the
     weights) in ``<pretrain.output_dir>/base.json``."""
-    if model.get("pretrained_model_name_or_path"):
-        return str(model["pretrained_model_name_or_path"])
-    pretrain = model.get("pretrain") or {}
-    if pretrain.get("training"):
-        info = Path(pretrain["output_dir"]) / BASE_FILE
+    if model.pretrained_model_name_or_path:
+        return str(model.pretrained_model_name_or_path)
+    if model.pretrain.training:
+        info = Path(model.pretrain.output_dir) / BASE_FILE
         if not info.exists():
             raise FileNotFoundError(f"{info}: the pretrained base model is missing (run: dvc repro pretrain)")
         return json.loads(info.read_text(encoding="utf-8"))["base_model_id"]
-    digest = hashlib.sha256(json.dumps([model["config"], model["init_seed"]], sort_keys=True).encode()).hexdigest()
+    return seeded_model_id(model.config, model.init_seed)
+
+
+def seeded_model_id(config: dict[str, Any], init_seed: int) -> str:
+    """The name of the seeded architecture built from ``config`` with ``init_seed``."""
+    digest = hashlib.sha256(json.dumps([config, init_seed], sort_keys=True).encode()).hexdigest()
     return f"medsft/tiny-qwen3-{digest[:12]}"
 
 
-def base_model_source(model: dict[str, Any]) -> str:
+def base_model_source(model: ModelProfile) -> str:
     """Where a profile's base model loads from, as ``from_pretrained`` takes it: the hub id or
     local path of a checkpoint, or the folder the ``pretrain`` stage wrote (relative to the
     repository root). An adapter records it as ``base_model_name_or_path``, so that peft and
     transformers alone can load it. The seeded architecture without pretraining has no saved
     weights: its identity (:func:`base_model_id`) stands in."""
-    if model.get("pretrained_model_name_or_path"):
-        return str(model["pretrained_model_name_or_path"])
-    pretrain = model.get("pretrain") or {}
-    if pretrain.get("training"):
-        return str(pretrain["output_dir"])
-    return model.get("base_model_id") or base_model_id(model)
+    if model.pretrained_model_name_or_path:
+        return str(model.pretrained_model_name_or_path)
+    if model.pretrain.training:
+        return str(model.pretrain.output_dir)
+    return getattr(model, "base_model_id", None) or base_model_id(model)
+
+
+@dataclass
+class RunModel(ModelProfile):
+    """The model profile a run used, with the identity of its base (:func:`base_model_id`)."""
+
+    base_model_id: str = MISSING
+
+
+@dataclass
+class RunAugment(VariantAugmentConfig):
+    """A variant's augmentation with the pipeline's augment seed and lexicon (``augment.*``)."""
+
+    seed: int = MISSING
+    lexicon: str = MISSING
+
+
+def _typed(schema: type, data: Any, source: str) -> Any:
+    """``data`` (a mapping) as an instance of the dataclass ``schema``, checked by OmegaConf;
+    a wrong type or a missing value is an error naming ``source`` and the key."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ValueError(f"{source}: {key}: {str(err.msg).splitlines()[0]}") from None
 
 
 @dataclass
 class RunSpec:
-    """What one run used: ``lora`` = ``peft.LoraConfig`` fields, ``training`` =
-    ``transformers.TrainingArguments`` fields (the profile's on top of the variant's),
-    ``augment`` = our augmentation with its seed and lexicon, ``format``, and the ``model``
-    profile with its ``base_model_id``."""
+    """What one run used: the ``model`` profile with its ``base_model_id``, the ``format``,
+    ``lora`` = ``peft.LoraConfig`` fields, ``training`` = ``transformers.TrainingArguments``
+    fields (the profile's on top of the variant's; both libraries check their own fields,
+    :func:`medsft.core.config.check_library_fields`) and the ``augment`` settings with their
+    seed and lexicon."""
 
     variant: str
-    model: dict[str, Any]
-    format: dict[str, Any]
+    model: RunModel
+    format: FormatConfig
     lora: dict[str, Any]
     training: dict[str, Any]
-    augment: dict[str, Any]
+    augment: RunAugment
     # TrainingArguments field -> {"variant": asked, "profile": used}
     profile_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     # TrainingArguments field -> {"asked", "used", "why"}: what a machine without CUDA cannot
@@ -106,7 +143,7 @@ class RunSpec:
 
     @property
     def base_model_id(self) -> str:
-        return self.model["base_model_id"]
+        return self.model.base_model_id
 
     @property
     def base_model_source(self) -> str:
@@ -115,11 +152,23 @@ class RunSpec:
 
     @property
     def max_length(self) -> int:
-        return int(self.model["max_length"])
+        return self.model.max_length
+
+    def training_value(self, name: str) -> Any:
+        """The ``TrainingArguments`` field ``name`` as the run used it: its value in
+        ``training``, else the library's own default (not restated here)."""
+        if name in self.training:
+            return self.training[name]
+        from transformers import TrainingArguments  # the library, only when a default is needed
+
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments)}
+        if name not in defaults:
+            raise KeyError(f"{name!r} is not a transformers.TrainingArguments field")
+        return defaults[name]
 
     @property
     def term_masking(self) -> bool:
-        return float(self.augment["term_masking"]["probability"]) > 0
+        return self.augment.term_masking.probability > 0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -139,7 +188,10 @@ class RunSpec:
         missing = [f for f in ("variant", "model", "format", "lora", "training", "augment") if f not in data]
         if missing:
             raise ValueError(f"{source}: not a run spec of this pipeline (missing {missing})")
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        for name, schema in (("model", RunModel), ("format", FormatConfig), ("augment", RunAugment)):
+            fields[name] = _typed(schema, fields[name], f"{source}: {name}")
+        return cls(**fields)
 
     @classmethod
     def read(cls, path: str | Path) -> RunSpec:
@@ -193,16 +245,15 @@ def resolve_spec(cfg: DictConfig, variant: str, variant_cfg: DictConfig | None =
         for key, value in sorted(profile.items())
         if key in asked and asked[key] != value
     }
-    model = {k: v for k, v in _plain(cfg.model).items() if k != "training"}
-    model["base_model_id"] = base_model_id(model)
-    augment = _plain(variant_cfg.augment)
-    augment.update(seed=cfg.augment.seed, lexicon=cfg.augment.lexicon)
+    profile_model = _typed(ModelProfile, {k: v for k, v in _plain(cfg.model).items() if k != "training"}, "model")
+    model = RunModel(**vars(profile_model), base_model_id=base_model_id(profile_model))
+    augment = {**_plain(variant_cfg.augment), "seed": cfg.augment.seed, "lexicon": cfg.augment.lexicon}
     return RunSpec(
         variant=variant,
         model=model,
-        format=_plain(cfg.format),
+        format=_typed(FormatConfig, _plain(cfg.format), "format"),
         lora=_plain(variant_cfg.lora),
         training={**asked, **profile},
-        augment=augment,
+        augment=_typed(RunAugment, augment, "augment"),
         profile_overrides=overrides,
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from medsft.core.config import TermMaskingConfig
 from medsft.data.records import normalise_question
 
 PLAIN_MASK = "[MASK]"
@@ -128,30 +129,27 @@ def mask_terms(
 
 
 def augment_for_epoch(
-    record: dict[str, Any], settings: dict[str, Any], lexicon: Lexicon | None, seed: int, epoch: int
+    record: dict[str, Any], masking: TermMaskingConfig, lexicon: Lexicon | None, seed: int, epoch: int
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The record as training sees it in ``epoch`` (0-based), and the masks applied."""
-    masking = settings.get("term_masking") or {}
-    p = masking.get("probability", 0.0)
-    if not p or lexicon is None:
+    """The record as training sees it in ``epoch`` (0-based) under ``masking`` (a variant's
+    ``augment.term_masking``), and the masks applied."""
+    if not masking.probability or lexicon is None:
         return record, []
     rng = rng_for(seed, record_id(record), epoch)
-    if rng.random() >= p:
+    if rng.random() >= masking.probability:
         return record, []
-    name = masking.get("field", "question")
-    text, masks = mask_terms(
-        record[name], lexicon, rng, epoch, masking.get("max_terms", 2), masking.get("typed_from_epoch", 1)
-    )
+    name = masking.field
+    text, masks = mask_terms(record[name], lexicon, rng, epoch, masking.max_terms, masking.typed_from_epoch)
     return ({**record, name: text} if masks else record), masks
 
 
 def masking_stats(
-    records: list[dict[str, Any]], settings: dict[str, Any], lexicon: Lexicon | None, seed: int, epochs: int
+    records: list[dict[str, Any]], masking: TermMaskingConfig, lexicon: Lexicon | None, seed: int, epochs: int
 ) -> list[dict[str, Any]]:
     """Per epoch (0 … ``epochs`` − 1): the records masked, the terms masked, and the masks by type."""
     out = []
     for epoch in range(epochs):
-        masks = [augment_for_epoch(r, settings, lexicon, seed, epoch)[1] for r in records]
+        masks = [augment_for_epoch(r, masking, lexicon, seed, epoch)[1] for r in records]
         by_type = Counter(mask for record_masks in masks for _, mask in record_masks)
         out.append(
             {

@@ -156,15 +156,15 @@ def evaluate_model(
 ) -> Evaluation:
     """Everything :func:`evaluate_run` measures, on a loaded model."""
     fmt = spec.format
-    batch_size = int(spec.training.get("per_device_eval_batch_size", 8))
-    encoded = encode_records(val, tokenizer, fmt["system_prompt"], fmt["target_style"], spec.max_length)
+    batch_size = int(spec.training_value("per_device_eval_batch_size"))
+    encoded = encode_records(val, tokenizer, fmt.system_prompt, fmt.target_style, spec.max_length)
     metrics: dict[str, Any] = token_weighted_loss(
-        model, encoded, batch_size, tokenizer.pad_token_id, spec.model.get("loss_chunk_size")
+        model, encoded, batch_size, tokenizer.pad_token_id, spec.model.loss_chunk_size
     )
 
     def generate(questions: list[str]) -> list[str]:
         return generate_answers(
-            model, tokenizer, questions, fmt["system_prompt"], settings["generation_batch_size"], generation
+            model, tokenizer, questions, fmt.system_prompt, settings["generation_batch_size"], generation
         )
 
     held_out = val[: settings["num_generations"]]

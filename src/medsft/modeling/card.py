@@ -7,6 +7,7 @@ those are in the run's ``metrics.json``, so the same run writes the same card.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from medsft.core.io import atomic_write_text
@@ -24,8 +25,8 @@ def model_card(spec: RunSpec, merged: bool = False, results: dict[str, dict] | N
     file's numbers) adds a results table, for copies made outside the DAG such as exports."""
     base = spec.base_model_source
     model, fmt = spec.model, spec.format
-    quant = f", quantization {json.dumps(model['quantization'], sort_keys=True)}" if model.get("quantization") else ""
-    settings = {"lora": spec.lora, "training": spec.training, "augment": spec.augment}
+    quant = f", quantization {json.dumps(model.quantization, sort_keys=True)}" if model.quantization else ""
+    settings = {"lora": spec.lora, "training": spec.training, "augment": asdict(spec.augment)}
     lines = [
         "---",
         f"base_model: {base}",
@@ -39,9 +40,9 @@ def model_card(spec: RunSpec, merged: bool = False, results: dict[str, dict] | N
         INTENDED_USE,
         "",
         "## Training",
-        f"- Base model: `{base}` (profile `{model['name']}`, identity `{spec.base_model_id}`{quant})",
-        f"- Format: ChatML with the system prompt 「{fmt['system_prompt']}」, target style "
-        f"`{fmt['target_style']}`, max_length {spec.max_length}",
+        f"- Base model: `{base}` (profile `{model.name}`, identity `{spec.base_model_id}`{quant})",
+        f"- Format: ChatML with the system prompt 「{fmt.system_prompt}」, target style "
+        f"`{fmt.target_style}`, max_length {spec.max_length}",
         "- Settings as used (`peft.LoraConfig` and `transformers.TrainingArguments` fields; the run's "
         "`run_config.yaml` holds them all, `metrics.json` its results):",
         "",

@@ -16,8 +16,9 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, BitsAndBytesConfig, PreTrainedModel, Qwen3Config, Qwen3ForCausalLM
 
 from medsft.core.artifacts import verify_run_artifacts
+from medsft.core.config import ModelProfile
 from medsft.core.errors import UserError
-from medsft.core.spec import base_model_id, base_model_source
+from medsft.core.spec import RunModel, base_model_source, seeded_model_id
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.vocab import TokenMap, TokenMapError, apply_token_map
 
@@ -60,13 +61,13 @@ def build_tiny_qwen3(config: dict[str, Any], init_seed: int) -> PreTrainedModel:
         model = Qwen3ForCausalLM(Qwen3Config(**fields))
     finally:
         torch.random.set_rng_state(generator_state)
-    model.config._name_or_path = base_model_id({"config": config, "init_seed": init_seed})
+    model.config._name_or_path = seeded_model_id(config, init_seed)
     return model
 
 
-def quantization_config(model: dict[str, Any]) -> BitsAndBytesConfig | None:
+def quantization_config(model: ModelProfile) -> BitsAndBytesConfig | None:
     """``BitsAndBytesConfig`` from the profile's ``quantization`` fields, or ``None``."""
-    fields = model.get("quantization")
+    fields = model.quantization
     if not fields:
         return None
     try:
@@ -84,7 +85,7 @@ def default_device_map() -> dict[str, int] | None:
     return {"": int(os.environ.get("LOCAL_RANK", "0"))}
 
 
-def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: bool = True) -> PreTrainedModel:
+def load_base_model(model: ModelProfile, device_map: Any = None, quantize: bool = True) -> PreTrainedModel:
     """The profile's base model: a hub id or local directory, or the seeded tiny Qwen3.
 
     A base saved with a ``token_map.json`` (a trimmed vocabulary) takes and gives real token
@@ -93,17 +94,16 @@ def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: boo
     through ``from_pretrained``, so 4-bit loading follows the same path as a real checkpoint.
     ``quantize=False`` loads it unquantized in the profile's dtype (for merging).
     """
-    dtype = getattr(torch, model["dtype"])
+    dtype = getattr(torch, model.dtype)
     quant = quantization_config(model) if quantize else None
     device_map = device_map if device_map is not None else default_device_map()
-    source = model.get("pretrained_model_name_or_path")
-    pretrain = model.get("pretrain") or {}
-    if source is None and pretrain.get("training"):
-        source = pretrain["output_dir"]  # the base the pretrain stage trained (a local checkpoint)
+    source = model.pretrained_model_name_or_path
+    if source is None and model.pretrain.training:
+        source = model.pretrain.output_dir  # the base the pretrain stage trained (a local checkpoint)
         if not (Path(source) / "config.json").exists():
             raise FileNotFoundError(f"{source}: the pretrained base model is missing (run: dvc repro pretrain)")
     if source is None:
-        tiny = build_tiny_qwen3(model["config"], model["init_seed"])
+        tiny = build_tiny_qwen3(model.config, model.init_seed)
         if quant is None:
             tiny = tiny.to(dtype)
             return tiny.to(f"cuda:{device_map['']}") if device_map else tiny
@@ -119,7 +119,7 @@ def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: boo
         dtype=dtype,
         quantization_config=quant,
         device_map=device_map,
-        trust_remote_code=bool(model.get("trust_remote_code", False)),
+        trust_remote_code=model.trust_remote_code,
     )
     tmap = TokenMap.load(source) if Path(source).is_dir() else None
     if tmap is None:
@@ -130,9 +130,9 @@ def load_base_model(model: dict[str, Any], device_map: Any = None, quantize: boo
         raise TokenMapError(f"{source}: {err}") from None
 
 
-def load_model_and_tokenizer(model: dict[str, Any], device_map: Any = None, quantize: bool = True):
+def load_model_and_tokenizer(model: ModelProfile, device_map: Any = None, quantize: bool = True):
     """``(model, tokenizer)`` of a profile."""
-    tokenizer = load_tokenizer(model.get("pretrained_model_name_or_path"), bool(model.get("trust_remote_code")))
+    tokenizer = load_tokenizer(model.pretrained_model_name_or_path, model.trust_remote_code)
     return load_base_model(model, device_map=device_map, quantize=quantize), tokenizer
 
 
@@ -174,7 +174,7 @@ def check_safetensors_only(adapter_dir: str | Path) -> None:
         raise AdapterFormatError(f"{adapter_dir}: no adapter_model.safetensors (adapters load from safetensors only)")
 
 
-def load_adapter(model: dict[str, Any], adapter_dir: str | Path, artifacts: dict[str, str] | None = None):
+def load_adapter(model: RunModel, adapter_dir: str | Path, artifacts: dict[str, str] | None = None):
     """Base model of the profile with a trained adapter loaded on top, in eval mode.
 
     ``artifacts``: the hashes train recorded (``RunSpec.artifacts``), checked first
@@ -200,7 +200,7 @@ def load_adapter(model: dict[str, Any], adapter_dir: str | Path, artifacts: dict
             raise
         first = next(line.strip() for line in str(err).splitlines() if "size mismatch" in line)
         raise BaseModelMismatch(
-            f"{adapter_dir}: adapter does not fit the base model {model['base_model_id']!r}: {first}"
+            f"{adapter_dir}: adapter does not fit the base model {model.base_model_id!r}: {first}"
         ) from None
     peft_model.eval()
     return peft_model, tokenizer

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def load_dag_run(name: str) -> RunFiles:
     spec = RunSpec.read(train / SPEC_FILE)
     # Where the checkpoints went is no setting of the run.
     training = {k: v for k, v in spec.training.items() if k != "output_dir"}
-    config = {"lora": spec.lora, "training": training, "augment": spec.augment, "model": spec.model}
+    config = {"lora": spec.lora, "training": training, "augment": asdict(spec.augment), "model": asdict(spec.model)}
     gens, probes = ev / "generations.jsonl", ev / "probes.jsonl"
     return RunFiles(
         name=name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medsft.core.config import ModelProfile
 from medsft.core.errors import UserError
 from medsft.data.formatting import EMPTY_THINK_PARTS, chat_parts, encode_parts, parse_reply, render
 from medsft.modeling.generation import generate_replies
@@ -24,9 +25,9 @@ TINY_PROFILE_NOTICE = (
 )
 
 
-def profile_notice(model_profile: dict[str, Any]) -> str | None:
+def profile_notice(model_profile: ModelProfile) -> str | None:
     """The line to show before a chat with a run of this model profile, if any."""
-    return TINY_PROFILE_NOTICE if model_profile.get("name") == "tiny" else None
+    return TINY_PROFILE_NOTICE if model_profile.name == "tiny" else None
 
 
 def chat_prompt(system_prompt: str, history: list[tuple[str, str]], question: str, think: bool = True) -> str:

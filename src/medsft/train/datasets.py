@@ -15,7 +15,7 @@ from medsft.data.formatting import encode_records
 def encode_dataset(records: list[dict[str, Any]], tokenizer, spec: RunSpec) -> Dataset:
     """A ``datasets.Dataset`` of (input_ids, labels) for the records, in the spec's format."""
     fmt = spec.format
-    enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], spec.max_length)
+    enc = encode_records(records, tokenizer, fmt.system_prompt, fmt.target_style, spec.max_length)
     return Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.labels})
 
 
@@ -34,9 +34,8 @@ class EpochAugmentedDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, list[int]]:
-        record, _ = augment_for_epoch(
-            self.records[index], self.spec.augment, self.lexicon, self.spec.augment["seed"], self.epoch
-        )
+        augment = self.spec.augment
+        record, _ = augment_for_epoch(self.records[index], augment.term_masking, self.lexicon, augment.seed, self.epoch)
         fmt = self.spec.format
-        enc = encode_records([record], self.tokenizer, fmt["system_prompt"], fmt["target_style"], self.spec.max_length)
+        enc = encode_records([record], self.tokenizer, fmt.system_prompt, fmt.target_style, self.spec.max_length)
         return enc.rows()[0]

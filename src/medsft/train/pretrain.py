@@ -18,11 +18,12 @@ from typing import Any
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, set_seed
 
+from medsft.core.config import FormatConfig, ModelProfile
 from medsft.core.history import write_history_csv
 from medsft.core.io import atomic_dir, atomic_write_json
 from medsft.core.outputs import mark
 from medsft.core.runtime import reproducibility_settings
-from medsft.core.spec import BASE_FILE, base_model_id
+from medsft.core.spec import BASE_FILE, seeded_model_id
 from medsft.data.formatting import IGNORE_INDEX, encode_records
 from medsft.data.tokenizer import load_tokenizer
 from medsft.modeling.loading import build_tiny_qwen3
@@ -35,8 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def build_pretrain_trainer(
-    model: dict[str, Any],
-    fmt: dict[str, Any],
+    model: ModelProfile,
+    fmt: FormatConfig,
     records: list[dict[str, Any]],
     scratch: str | Path,
     divergence: dict[str, Any] | None = None,
@@ -45,21 +46,9 @@ def build_pretrain_trainer(
     """The Trainer of the profile's seeded architecture trained in full on ``records`` (a
     causal LM of the whole formatted text), its scratch files in ``scratch``; with ``tmap``,
     the architecture has that trimmed vocabulary (:mod:`medsft.modeling.vocab`)."""
-    fields = dict(model["pretrain"]["training"])
-    set_seed(int(fields.get("seed", 42)))
-    tokenizer = load_tokenizer(None)
-    enc = encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], model["max_length"])
-    config = dict(model["config"])
-    if tmap is not None:
-        config["vocab_size"] = tmap.size
-    base = build_tiny_qwen3(config, model["init_seed"])
-    if tmap is not None:
-        apply_token_map(base, tmap)
-    # A language model of the whole formatted text: every token is a label.
-    dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
     args = training_arguments(
         {
-            **fields,
+            **model.pretrain.training,
             "output_dir": str(scratch),
             "save_strategy": "no",
             "eval_strategy": "no",
@@ -67,6 +56,17 @@ def build_pretrain_trainer(
             "include_num_input_tokens_seen": "non_padding",
         }
     )
+    set_seed(args.seed)
+    tokenizer = load_tokenizer(None)
+    enc = encode_records(records, tokenizer, fmt.system_prompt, fmt.target_style, model.max_length)
+    config = dict(model.config)
+    if tmap is not None:
+        config["vocab_size"] = tmap.size
+    base = build_tiny_qwen3(config, model.init_seed)
+    if tmap is not None:
+        apply_token_map(base, tmap)
+    # A language model of the whole formatted text: every token is a label.
+    dataset = Dataset.from_dict({"input_ids": enc.input_ids, "labels": enc.input_ids})
     return PipelineTrainer(
         model=base,
         args=args,
@@ -74,34 +74,32 @@ def build_pretrain_trainer(
         data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX),
         processing_class=tokenizer,
         callbacks=[DivergenceCallback.from_settings(divergence)],
-        loss_chunk_size=model.get("loss_chunk_size"),
+        loss_chunk_size=model.loss_chunk_size,
     )
 
 
-def vocabulary_of(
-    model: dict[str, Any], fmt: dict[str, Any], splits: list[list[dict[str, Any]]]
-) -> TokenMap | None:
+def vocabulary_of(model: ModelProfile, fmt: FormatConfig, splits: list[list[dict[str, Any]]]) -> TokenMap | None:
     """The trimmed vocabulary of ``model.pretrain.trim_vocabulary``: every token id of the
     formatted records of ``splits`` (whole, before truncation) and the tokenizer's added
     tokens; None when the profile keeps ``config.vocab_size`` rows. The validation split's
     ids count too: a held-out token gets an untrained row, as in a real vocabulary, instead of
     the reserved one."""
-    if not model["pretrain"].get("trim_vocabulary"):
+    if not model.pretrain.trim_vocabulary:
         return None
     tokenizer = load_tokenizer(None)
     longest = 1 << 30
     ids = [
         ids
         for records in splits
-        for ids in encode_records(records, tokenizer, fmt["system_prompt"], fmt["target_style"], longest).input_ids
+        for ids in encode_records(records, tokenizer, fmt.system_prompt, fmt.target_style, longest).input_ids
     ]
     added = tokenizer.convert_tokens_to_ids(list(tokenizer.get_added_vocab()))
-    return TokenMap.from_ids(ids, added, int(model["config"]["vocab_size"]))
+    return TokenMap.from_ids(ids, added, int(model.config["vocab_size"]))
 
 
 def pretrain_base(
-    model: dict[str, Any],
-    fmt: dict[str, Any],
+    model: ModelProfile,
+    fmt: FormatConfig,
     records: list[dict[str, Any]],
     out_dir: str | Path,
     divergence: dict[str, Any] | None = None,
@@ -129,7 +127,7 @@ def pretrain_base(
         if tmap is not None:
             tmap.save(tmp)
         digest = hashlib.sha256((tmp / "model.safetensors").read_bytes()).hexdigest()
-        identity = f"{base_model_id({**model, 'pretrain': None})}-base-{digest[:12]}"
+        identity = f"{seeded_model_id(model.config, model.init_seed)}-base-{digest[:12]}"
         write_history_csv(tmp / "history.csv", history)
         info = {
             "base_model_id": identity,

@@ -15,7 +15,7 @@ import platform
 import resource
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,7 @@ class TrainSetup:
 def run_spec(spec: RunSpec, out: Path) -> RunSpec:
     """``spec`` as the run uses it: the pipeline's TrainingArguments fields, the fallbacks of
     a machine without CUDA, and the settings that decide its bits (all logged)."""
-    spec = replace(spec, training=trainer_fields(spec.training, out, spec.model.get("packing", False)))
+    spec = replace(spec, training=trainer_fields(spec.training, out, spec.model.packing))
     spec = apply_device_fallbacks(spec)  # paged optimizers, bf16: CUDA-only asks, logged and recorded
     return replace(spec, reproducibility=reproducibility_settings())
 
@@ -182,17 +182,17 @@ def build_trainer(
         f"{counts['trainable_params']:,}",
         f"{counts['total_params']:,}",
     )
-    lexicon = load_lexicon(spec.augment["lexicon"]) if spec.term_masking else None
+    lexicon = load_lexicon(spec.augment.lexicon) if spec.term_masking else None
     train_ds = (
         EpochAugmentedDataset(train_records, tokenizer, spec, lexicon)
         if lexicon is not None
         else encode_dataset(train_records, tokenizer, spec)
     )
     padded = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
-    packing = spec.model.get("packing", False)
+    packing = spec.model.packing
     if packing:
         prepare_for_packing(model)
-    loss_chunk_size = spec.model.get("loss_chunk_size")
+    loss_chunk_size = spec.model.loss_chunk_size
     if loss_chunk_size is not None:
         output_weight(model.get_base_model())  # an output layer it cannot fuse fails here, not mid-run
     callbacks = [
@@ -293,9 +293,10 @@ def write_outputs(setup: TrainSetup, out: Path, train_records: list[dict[str, An
     if not trainer.is_world_process_zero():
         return
     epochs_entered = max(1, math.ceil(trainer.state.epoch or 0))
+    settings = spec.augment
     masking = {
-        **spec.augment["term_masking"],
-        "epochs": masking_stats(train_records, spec.augment, setup.lexicon, spec.augment["seed"], epochs_entered),
+        **asdict(settings.term_masking),
+        "epochs": masking_stats(train_records, settings.term_masking, setup.lexicon, settings.seed, epochs_entered),
     }
     with atomic_dir(out / "adapter") as tmp:
         trainer.model.save_pretrained(tmp, safe_serialization=True)
