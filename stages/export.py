@@ -4,7 +4,10 @@
 
 Writes DIR (default exports/VARIANT): model weights (safetensors), config, tokenizer, a model
 card and generation_config.json (params.yaml's generation section and the reply's end
-tokens); loadable with AutoModelForCausalLM.from_pretrained, without peft. The base model and
+tokens); loadable with AutoModelForCausalLM.from_pretrained, without peft. A trimmed vocabulary
+(tiny) adds token_map.json and trimmed_qwen3.py: with trust_remote_code=True the model takes
+and gives Qwen3's ids, which is what lm_eval needs
+(lm_eval --model hf --model_args pretrained=DIR,trust_remote_code=True). The base model and
 settings come from the run's runs/VARIANT/train/run_config.yaml. DIR must be new or an earlier
 export (nothing else is ever replaced). A QLoRA adapter is merged into the base
 reloaded unquantized (see medsft.serve.export). Not a stage of the default pipeline, so that

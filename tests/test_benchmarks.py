@@ -59,7 +59,9 @@ def in_workspace(workspace, monkeypatch) -> Path:
 
 
 def files_under(folder: Path) -> set[str]:
-    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    """Files under ``folder``, but Python's bytecode caches (the local task's data loader,
+    conf/benchmarks/local_data.py, is imported by lm-eval; git and DVC ignore them)."""
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
 
 
 def test_local_task_end_to_end_through_the_stage(in_workspace, monkeypatch, capfd, caplog):

@@ -89,7 +89,8 @@ def load_tasks(names: Sequence[str], include_path: str) -> Benchmarks:
     for name in names:
         _check_hub_dataset(name, manager.task_index[name].cfg or {})
         try:
-            built = manager.load([name])
+            with _without_metadata_note():
+                built = manager.load([name])
         except OSError as err:  # datasets' ConnectionError, DatasetNotFoundError, a missing data file
             raise BenchmarkError(f"{FIELD}: {name}: its data cannot be loaded: {_data_error(err)}") from err
         # A group is passed whole (lm-eval aggregates it); a task or a tag as its tasks.
@@ -212,6 +213,26 @@ def _metric(key: str) -> str:
 def _number(value: Any) -> float | None:
     """A score as a float; lm-eval's ``"N/A"`` (a standard error it did not compute) as None."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# lm-eval's warning, on loading any task with a custom_dataset (ours: conf/benchmarks/
+# local_data.py), that --metadata can pass it keywords: nothing a stage's user can act on.
+METADATA_NOTE = "Custom kwargs can be passed to `--metadata`"
+
+
+@contextmanager
+def _without_metadata_note() -> Iterator[None]:
+    """Leave out :data:`METADATA_NOTE` while tasks load."""
+    logger = logging.getLogger("lm_eval.api.task")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return METADATA_NOTE not in record.getMessage()
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 @contextmanager

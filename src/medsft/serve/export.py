@@ -11,6 +11,7 @@ small differences from the 4-bit model the adapter was trained with.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,13 @@ from medsft.modeling.loading import (
     load_model_and_tokenizer,
     peft_quietly,
 )
-from medsft.modeling.vocab import TokenMap, clear_special_ids
+from medsft.modeling.vocab import TokenMap, TokenMapError, clear_special_ids
 
 # Written into every export: only a folder holding it may be replaced by a later export.
 EXPORT_MARKER = ".medsft-export.json"
+# A trimmed export's model class for trust_remote_code loaders (lm_eval): a standalone file.
+TRIMMED_MODEL_CODE = Path(__file__).with_name("trimmed_qwen3.py")
+TRIMMED_MODEL_CLASS = "TrimmedVocabQwen3ForCausalLM"
 
 
 class ExportTargetError(UserError, ValueError):
@@ -78,14 +82,26 @@ def export_generation_config(
     return GenerationConfig(**generate_kwargs(generation), eos_token_id=ends, pad_token_id=pad)
 
 
+def add_real_id_loader(model: Any, tmap: TokenMap) -> None:
+    """Name :data:`TRIMMED_MODEL_CODE` in ``model``'s config (``auto_map``, with the map as
+    ``token_map``), so that ``trust_remote_code=True`` loads the saved rows as a model of the
+    tokenizer's ids: what lm-eval and other tools that feed the tokenizer's ids need. Without
+    ``trust_remote_code`` transformers loads the plain Qwen3 of the rows, as before."""
+    if model.config.model_type != "qwen3":
+        raise TokenMapError(f"a trimmed vocabulary is exported for Qwen3 only, not {model.config.model_type!r}")
+    model.config.auto_map = {"AutoModelForCausalLM": f"{TRIMMED_MODEL_CODE.stem}.{TRIMMED_MODEL_CLASS}"}
+    model.config.token_map = {"real_vocab_size": tmap.real_vocab_size, "kept": list(tmap.kept)}
+
+
 def merge_adapter(
     spec: RunSpec, adapter_dir: str | Path, out_dir: str | Path, generation: dict[str, Any] | None = None
 ) -> Path:
     """Write a standalone model (safetensors) with its tokenizer into ``out_dir``: loadable by
     ``AutoModelForCausalLM.from_pretrained`` without peft, with ``generation`` (the config's
     section) as its ``generation_config.json``. A trimmed base's export has its rows and its
-    ``token_map.json``: token ids go in and come out through that list. ``out_dir`` must pass
-    :func:`check_export_target`."""
+    ``token_map.json``: token ids go in and come out through that list, or, loaded with
+    ``trust_remote_code=True``, through ``trimmed_qwen3.py`` (:func:`add_real_id_loader`).
+    ``out_dir`` must pass :func:`check_export_target`."""
     out = check_export_target(out_dir)
     if spec.artifacts:
         verify_run_artifacts(spec.artifacts, adapter_dir)
@@ -98,6 +114,7 @@ def merge_adapter(
     merged = peft_quietly(PeftModel.from_pretrained, base, str(adapter_dir)).merge_and_unload()
     if tmap is not None:
         clear_special_ids(merged)
+        add_real_id_loader(merged, tmap)
     if generation is not None:
         merged.generation_config = export_generation_config(generation, tokenizer, tmap)
     with atomic_dir(out) as tmp:
@@ -105,6 +122,7 @@ def merge_adapter(
         tokenizer.save_pretrained(tmp)
         if tmap is not None:
             tmap.save(tmp)
+            shutil.copyfile(TRIMMED_MODEL_CODE, tmp / TRIMMED_MODEL_CODE.name)
         atomic_write_json(
             tmp / EXPORT_MARKER,
             {"variant": spec.variant, "base_model": spec.base_model_id, "adapter": str(adapter_dir)},
