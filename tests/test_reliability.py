@@ -1,4 +1,4 @@
-"""Resume after a kill, NaN guard, 4-bit on CPU, two processes with accelerate."""
+"""Resume after a kill, NaN guard, 4-bit on CPU, two processes (torchrun, DDP over gloo)."""
 
 import json
 import os
@@ -123,7 +123,7 @@ def test_qlora_4bit_trains_on_cpu(tmp_path):
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
 
 
-def test_two_processes_with_accelerate_write_one_history_and_one_adapter(tmp_path):
+def test_two_processes_train_one_ddp_job_and_write_one_history_and_one_adapter(tmp_path):
     out = tmp_path / "ddp"
     script = tmp_path / "run.py"
     script.write_text(
@@ -135,28 +135,21 @@ def test_two_processes_with_accelerate_write_one_history_and_one_adapter(tmp_pat
         train_variant(cfg, "v1", RECORDS[:10], RECORDS[10:], {str(out)!r})
     """)
     )
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(script),
-    ]
+    # this checkout's package first, as the tests' own process imports it
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]), OMP_NUM_THREADS="1")
+    # torchrun, not `accelerate launch --cpu --num_processes 2`: on a CPU that starts a single
+    # process (accelerate's multi-CPU path goes through MPI).
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     hist = pd.read_csv(out / "history.csv")
     assert hist["step"].tolist() == [1, 2, 3, 4]  # one history: written by rank 0 only
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 4
+    # One DDP job: 10 records over 2 processes of batch 2 make an epoch of 3 steps (5 for one process).
+    assert metrics["epochs"] == pytest.approx(4 / 3)
+    # Evaluation's loss is normalised by both processes' tokens like training's: not halved.
+    assert metrics["final_eval_loss"] > 0.75 * metrics["final_train_loss"], metrics
     assert sorted(p.name for p in (out / "adapter").iterdir()) == [
         "README.md",
         "adapter_config.json",

@@ -11,6 +11,10 @@ machine without CUDA two of them cannot run as asked:
   bf16): ``fp16`` -> ``bf16``, mixed precision kept.
 - **bf16**: ``TrainingArguments(bf16=True)`` refuses a machine with no bf16 GPU unless
   ``use_cpu=True`` (then autocast runs the forward in bf16 on the CPU).
+- **several processes** (``train.launcher``: torchrun, accelerate launch): without
+  ``use_cpu=True`` the Trainer sees no CUDA device and runs each process alone, every one
+  training the whole run and writing as rank 0; with it, the processes form one DDP job over
+  gloo, as they do over NCCL on GPUs.
 
 :func:`apply_device_fallbacks` makes these replacements on a machine without CUDA only, logs one
 line per replaced field naming what was asked and what is used, and records both in the run's
@@ -21,6 +25,7 @@ CUDA nothing changes: the GPU path runs the variant as written.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from typing import Any
 
@@ -41,11 +46,22 @@ UNPAGED_OPTIMIZERS = {
 }
 
 
-def device_fallbacks(training: dict[str, Any], cuda: bool | None = None) -> dict[str, dict[str, Any]]:
+def launched_processes() -> int:
+    """How many processes a launcher started for this run (torchrun and accelerate launch set
+    ``WORLD_SIZE``); 1 for a plain ``python``."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def device_fallbacks(
+    training: dict[str, Any], cuda: bool | None = None, world_size: int | None = None
+) -> dict[str, dict[str, Any]]:
     """The TrainingArguments fields of ``training`` that this machine cannot run as asked:
-    field -> ``{"asked", "used", "why"}``. Empty with CUDA (``cuda=None``: ask torch)."""
+    field -> ``{"asked", "used", "why"}``. Empty with CUDA (``cuda=None``: ask torch;
+    ``world_size=None``: :func:`launched_processes`)."""
     if cuda is None:
         cuda = torch.cuda.is_available()
+    if world_size is None:
+        world_size = launched_processes()
     if cuda:
         return {}
     out: dict[str, dict[str, Any]] = {}
@@ -72,6 +88,13 @@ def device_fallbacks(training: dict[str, Any], cuda: bool | None = None) -> dict
             "asked": training.get("use_cpu", False),
             "used": True,
             "why": "bf16 without a bf16 GPU needs use_cpu=True (bf16 autocast on the CPU)",
+        }
+    if world_size > 1 and not training.get("use_cpu") and "use_cpu" not in out:
+        out["use_cpu"] = {
+            "asked": training.get("use_cpu", False),
+            "used": True,
+            "why": f"{world_size} processes without CUDA form one DDP job (gloo) only with use_cpu=True; "
+            "without it each would train the whole run alone",
         }
     return out
 

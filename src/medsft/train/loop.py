@@ -58,12 +58,14 @@ class PipelineTrainer(Trainer):
             # output layer sees the last position only and no loss is computed there.
             model(**inputs, logits_to_keep=1)
         loss = causal_lm_loss(lm, captured[-1], labels, num_items_in_batch, self.loss_chunk_size)
-        if return_outputs:  # evaluation: the loss alone (prediction_loss_only)
-            return loss, {"loss": loss}
         # As Trainer.compute_loss: a loss normalised by the tokens of all devices is scaled back up
-        # by their number, since the gradients are averaged over devices.
+        # by their number, since the gradients (and the evaluation losses) are averaged over devices.
+        # Evaluation too: its num_items_in_batch counts every device's tokens as well, so an
+        # unscaled eval loss under N processes would read 1/N of the true one.
         args = self.args
         if args.average_tokens_across_devices and self.model_accepts_loss_kwargs and num_items_in_batch is not None:
             scale = self.accelerator.num_processes // self.get_tp_size()
             loss = loss * (scale if args.n_gpu <= 1 else args.n_gpu)
+        if return_outputs:  # evaluation: the loss alone (prediction_loss_only)
+            return loss, {"loss": loss}
         return loss
