@@ -87,7 +87,7 @@ def closure(roots: set[str]) -> set[Path]:
 @pytest.mark.parametrize("stage", sorted(stage_defs()))
 def test_every_stage_depends_on_all_the_code_it_runs(stage):
     definition = stage_defs()[stage]
-    entry = re.search(r"python -m (stages\.\w+)", definition["cmd"]).group(1)
+    entry = re.search(r"-m (stages\.\w+)", definition["cmd"]).group(1)
     deps = dep_paths(definition)
     roots = {entry} | (hydra_targets() if "conf" in deps else set())
     files = closure(roots)
@@ -182,7 +182,7 @@ def test_every_stage_reads_only_the_params_it_declares(workspace, monkeypatch):
             return pruned(cfg, keys)
 
         monkeypatch.setattr(cli, "load_config", view)
-        module = re.search(r"python -m (stages\.\w+)", defs[stage]["cmd"]).group(1)
+        module = re.search(r"-m (stages\.\w+)", defs[stage]["cmd"]).group(1)
         assert importlib.import_module(module).main(list(argv)) == 0, stage
 
     run("prepare")

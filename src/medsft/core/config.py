@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from medsft.core.errors import UserError
+from medsft.core.launcher import launcher_problem
 from medsft.core.outputs import OutputPathError, check_name
 from medsft.core.ranges import check_own_ranges, check_ranges
 
@@ -135,6 +136,13 @@ class VariantConfig:
 
 
 @dataclass
+class TrainConfig:
+    # The command prefix of the train stage: dvc.yaml runs `<launcher> -m stages.train <variant>`
+    # (python: one process; torchrun / accelerate launch with options: one DDP job; medsft.core.launcher).
+    launcher: str = "python"
+
+
+@dataclass
 class DivergenceConfig:
     # Stop when a logged loss exceeds this multiple of the first logged loss.
     max_loss_ratio: float = 4.0
@@ -222,6 +230,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     divergence: DivergenceConfig = field(default_factory=DivergenceConfig)
     published: PublishedConfig = field(default_factory=PublishedConfig)
     sweep_name: str = "ci"
@@ -397,6 +406,9 @@ def validate(raw: DictConfig | dict, source: str = "config", libraries: bool = T
         raise ConfigError(f"{source}: divergence.max_loss_ratio must be > 1, got {cfg.divergence.max_loss_ratio}")
     if cfg.divergence.zero_grad_norm_logs < 0:
         raise ConfigError(f"{source}: divergence.zero_grad_norm_logs must be >= 0")
+    problem = launcher_problem(cfg.train.launcher)
+    if problem:
+        raise ConfigError(f"{source}: train.launcher={cfg.train.launcher!r} {problem}")
     if not 0 < cfg.split.val_fraction < 1:
         raise ConfigError(f"{source}: split.val_fraction must be in (0, 1), got {cfg.split.val_fraction}")
     if cfg.model.loss_chunk_size is not None and cfg.model.loss_chunk_size < 1:
