@@ -8,7 +8,7 @@ this); it runs on CPU too, slowly (``gpu_check.sh --dry-run``: a tiny random Qwe
 peak resident set size in place of CUDA memory). The variant trains as written (batch 4 x accumulation 4,
 paged 8-bit Adam, bf16, gradient checkpointing, QLoRA NF4) for ``--steps`` optimizer steps on
 ``--data`` through the train stage's own function, into ``--out`` (never ``runs/``), then
-prints non-padding tokens per second of training and the peak memory (``metrics.json``:
+prints non-padding tokens per second of training and the peak memory (``timing.json``:
 ``tokens_per_second``, ``peak_cuda_allocated_bytes``) beside ``benchmarks/memory_estimate.py``'s
 prediction for the longest batch the data can form, on the architecture of ``--model``'s
 ``config.json``.

@@ -10,7 +10,7 @@ shows both). Then, whatever the batch and length asked for, v2's prediction at t
 4 x length 2048 beside the seed report's measured 14.2 GB peak (§7: v2, batch 4, max_length 2048,
 a 16 GB GPU; quoted in ``SEED_REPORT_PEAK_GB``, and checked against the report itself,
 ``../shared/seed/000_6609f41e1f332f88.txt``, where that is present) and, when given a CPU run of
-the same profile (``metrics.json``'s ``peak_cpu_rss_bytes``), the prediction at that run's batch,
+the same profile (``timing.json``'s ``peak_cpu_rss_bytes``), the prediction at that run's batch,
 length and optimizer beside its measured peak resident set.
 
 Notation: V vocabulary, H hidden size, I MLP size, N layers, d head size, q/kv attention and
@@ -227,17 +227,19 @@ def seed_report_check() -> bool | None:
 
 
 def cpu_run(path: Path) -> dict[str, Any]:
-    """The peak RSS, batch, length and optimizer of a train run folder (metrics.json and
-    run_config.yaml)."""
+    """The peak RSS, batch, length and optimizer of a train run folder (timing.json, or the
+    metrics.json of a run from before timing.json, and run_config.yaml)."""
     import yaml
 
-    metrics_file, spec_file = path / "metrics.json", path / "run_config.yaml"
-    for f in (metrics_file, spec_file):
+    timing_file, spec_file = path / "timing.json", path / "run_config.yaml"
+    if not timing_file.exists() and (path / "metrics.json").exists():
+        timing_file = path / "metrics.json"  # older runs kept their run-time figures there
+    for f in (timing_file, spec_file):
         if not f.exists():
             raise SystemExit(f"error: {f}: missing (--cpu-run takes a finished train run's folder)")
-    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    metrics = json.loads(timing_file.read_text(encoding="utf-8"))
     if "peak_cpu_rss_bytes" not in metrics:
-        raise SystemExit(f"error: {metrics_file}: no peak_cpu_rss_bytes (a GPU run? compare peak_cuda_allocated_bytes)")
+        raise SystemExit(f"error: {timing_file}: no peak_cpu_rss_bytes (a GPU run? compare peak_cuda_allocated_bytes)")
     spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
     return {
         "rss": metrics["peak_cpu_rss_bytes"],

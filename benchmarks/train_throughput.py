@@ -18,7 +18,7 @@ epoch each, so all of them see exactly the same examples and tokens:
   the loss fused, a chunk of positions at a time (``medsft.modeling.loss``).
 
 Throughput is non-padding tokens per second of training: tokens the model reads that are not
-padding, over the training loop's seconds without evaluation (``metrics.json``'s
+padding, over the training loop's seconds without evaluation (``timing.json``'s
 ``train_seconds``; the seed loop runs no evaluation). Then a profile splits one packed step
 into data, forward (the decoder), output layer + loss (forward and, for the fused loss, its
 gradients), backward, optimizer and callbacks (the extras), timed part by part with the same
@@ -126,7 +126,7 @@ def seed_loop(cfg, records: list[dict[str, Any]], out: Path) -> dict[str, float]
 
 
 def stage_loop(cfg, records: list[dict[str, Any]], val: list[dict[str, Any]], out: Path) -> dict[str, float]:
-    """The train stage's own function; its metrics.json figures."""
+    """The train stage's own function; its metrics.json and timing.json figures."""
     m = train_variant(cfg, "v1", records, val, out)
     return {"tokens": m["train_tokens"], "seconds": m["train_seconds"], "tokens_per_second": m["tokens_per_second"]}
 

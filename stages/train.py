@@ -3,9 +3,10 @@
     python -m stages.train VARIANT [key=value ...]
 
 Reads augment.out_dir/VARIANT/train.jsonl and prepare.out_dir/val.jsonl; writes runs/VARIANT/train/
-(adapter/, run_config.yaml, history.csv, trainer_state.json, masking.json, metrics.json,
-checkpoints/). The model profile's `model.training` fields replace the variant's (each one
-replaced is logged and listed in run_config.yaml). A rerun of an interrupted run resumes from
+(adapter/, run_config.yaml, history.csv, trainer_state.json, masking.json, metrics.json: the
+results, timing.json: seconds, tokens/s, peak memory and hardware, checkpoints/). The model
+profile's `model.training` fields replace the variant's (each one replaced is logged and listed
+in run_config.yaml). A rerun of an interrupted run resumes from
 its last intact checkpoint.
 
 Under torchrun or accelerate launch (``train.launcher``, which dvc.yaml puts before

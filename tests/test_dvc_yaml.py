@@ -238,6 +238,10 @@ def test_metrics_and_plots_are_declared_per_variant_not_by_hand():
     assert train["foreach"] == evaluate["foreach"] == "${variants}"
     # git-tracked (cache: false), so metrics and plots diffs against a commit need no remote
     assert train["do"]["metrics"] == [{"runs/${key}/train/metrics.json": {"cache": False}}]
+    # Run-time figures (seconds, tokens/s, memory, hardware) are an output, not metrics: `dvc
+    # metrics diff` shows results only. Git-tracked too, so the report needs no remote.
+    assert {"runs/${key}/train/timing.json": {"cache": False}} in train["do"]["outs"]
+    assert "!/runs/*/train/timing.json" in (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert evaluate["do"]["metrics"] == [
         {"runs/${key}/eval/metrics.json": {"cache": False}},
         {"runs/${key}/eval/benchmarks.json": {"cache": False}},  # lm-eval scores, no tasks by default

@@ -43,8 +43,8 @@ def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
     assert ran_stages(out) == expected
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
     assert "最终训练损失" in report and "lora.lora_dropout" in report  # the zh report (report.lang)
-    # Timings as metrics.json defines them: training apart from the evaluations inside it.
-    metrics_v1 = json.loads((repo / "runs/v1/train/metrics.json").read_text())
+    # Timings as timing.json defines them: training apart from the evaluations inside it.
+    metrics_v1 = json.loads((repo / "runs/v1/train/timing.json").read_text())
     row = next(line for line in report.splitlines() if line.startswith("| v1 | `runs/v1/train/history.csv`"))
     assert f"| {metrics_v1['train_seconds']:.1f} | {metrics_v1['eval_seconds']:.1f} |" in row, row
     # The default run shows an experiment: the report opens with the published runs and
@@ -152,7 +152,7 @@ def baseline(repo: Path) -> None:
 @pytest.mark.slow
 def test_a_forced_rerun_writes_the_same_bytes(repo):
     baseline(repo)
-    timing = "runs/v1/train/metrics.json"  # wall time and throughput: a metric, expected to change
+    timing = "runs/v1/train/timing.json"  # wall time and throughput: expected to change (metrics.json not)
     before = {s: lock_outs(repo, s) for s in ("train@v1", "evaluate@v1")}
     for stage in before:
         run(["dvc", "repro", "-f", "-s", stage], repo)

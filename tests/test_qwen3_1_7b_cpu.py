@@ -118,4 +118,5 @@ def test_qwen3_1_7b_trains_and_evaluates_on_cpu(qwen3_dir, variant, tmp_path):
     run_stage("evaluate", variant, tmp_path, overrides)
     evaluation = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert math.isfinite(evaluation["eval_loss_token_weighted"]) and evaluation["num_generations"] == 1
-    print(f"{variant}: peak RSS {metrics['peak_cpu_rss_bytes'] / 1e9:.2f} GB, {metrics['wall_seconds']:.0f} s training")
+    timing = json.loads((tmp_path / "train" / "timing.json").read_text(encoding="utf-8"))
+    print(f"{variant}: peak RSS {timing['peak_cpu_rss_bytes'] / 1e9:.2f} GB, {timing['wall_seconds']:.0f} s training")

@@ -72,7 +72,7 @@ def two_runs(tmp_path, **v2_files) -> dict[str, RunFiles]:
 def test_section_tables_on_hand_made_runs(tmp_path):
     runs = two_runs(
         tmp_path,
-        train_metrics={"train_seconds": 9.0, "hardware": "cpu"},
+        timing={"train_seconds": 9.0, "hardware": "cpu"},
         profile_overrides={"max_steps": {"variant": 400, "profile": 20}},
     )
     overview = sections.overview(runs, tracking_logdir="swanlog")

@@ -36,7 +36,7 @@ def test_the_chinese_report_has_no_english_column_label(tmp_path):
     generation = {"question": "问题？", "reference": "参考", "output": "回答"}
     runs = two_runs(
         tmp_path,
-        train_metrics={"train_seconds": 9.0, "hardware": "cpu"},
+        timing={"train_seconds": 9.0, "hardware": "cpu"},
         profile_overrides={"max_steps": {"variant": 400, "profile": 20}},
         eval_metrics=metrics,
         generations=[generation],

@@ -22,6 +22,8 @@ RECORDS = [
     }
     for i in range(12)
 ]
+# timing.json's fields (with the peak memory: CPU RSS here, CUDA allocated on a GPU)
+RUN_TIME = ("wall_seconds", "train_seconds", "eval_seconds", "tokens_per_second", "device", "hardware", "cpu_count")
 FAST = [
     "tracking.mode=disabled",
     "model.pretrain.training=null",  # the seeded init as the base: no pretrain stage needed
@@ -62,7 +64,11 @@ def test_outputs_history_and_metrics(trained_v2):
     assert metrics["final_train_loss"] == pytest.approx(hist["loss"].iloc[-1])
     assert metrics["final_eval_loss"] == pytest.approx(hist["eval_loss"].iloc[-1])
     assert metrics["tokens_per_second"] > 0 and 0 < metrics["trainable_params"] < metrics["total_params"]
-    assert json.loads((out / "metrics.json").read_text())["steps"] == 4
+    # metrics.json holds the results, timing.json how the run ran (DVC metrics are results only).
+    results, timing = (json.loads((out / name).read_text()) for name in ("metrics.json", "timing.json"))
+    assert results["steps"] == 4 and {**results, **timing} == metrics
+    assert set(timing) == {*RUN_TIME, "peak_cpu_rss_bytes", "resumed_from"} and timing["cpu_count"] >= 1
+    assert not set(results) & set(timing)
     # The spec holds the TrainingArguments as passed: the profile's batch, not the variant's 4.
     spec = RunSpec.read(out)
     assert spec.training["per_device_train_batch_size"] == 2 == state["train_batch_size"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 RUNS_DIR = Path("runs")
+# Beside a train run's metrics.json (its results, DVC metrics): how the run ran (seconds,
+# tokens/s, peak memory, hardware), which changes from run to run; a plain output.
+TIMING_FILE = "timing.json"
 
 
 def train_dir(variant: str) -> Path:

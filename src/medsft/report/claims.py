@@ -51,7 +51,7 @@ def _config(run: RunFiles, key: str) -> Any:
 
 
 def _peak_cuda_gib(run: RunFiles) -> float | None:
-    value = run.train_metrics.get("peak_cuda_allocated_bytes")
+    value = run.timing.get("peak_cuda_allocated_bytes")
     return None if value is None else value / 2**30
 
 

@@ -100,5 +100,5 @@ def dvc_lock_hashes(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
 
 
 def hardware() -> str:
-    """The machine the report was generated on (runs name their own in metrics.json)."""
+    """The machine the report was generated on (runs name their own in timing.json)."""
     return f"{platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}"

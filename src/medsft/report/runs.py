@@ -11,7 +11,7 @@ import yaml
 
 from medsft.core.history import load_history
 from medsft.core.io import read_json, read_jsonl
-from medsft.core.paths import eval_dir, train_dir
+from medsft.core.paths import TIMING_FILE, eval_dir, train_dir
 from medsft.core.spec import SPEC_FILE, RunSpec
 from medsft.report.swanlab_reader import is_swanlab_run, read_swanlab_run
 
@@ -24,7 +24,9 @@ class RunFiles:
     history: pd.DataFrame
     history_path: str
     config: dict[str, Any] = field(default_factory=dict)
-    train_metrics: dict[str, Any] = field(default_factory=dict)
+    train_metrics: dict[str, Any] = field(default_factory=dict)  # train's metrics.json: its results
+    # train's timing.json: seconds, tokens/s, peak memory, device and hardware of the run
+    timing: dict[str, Any] = field(default_factory=dict)
     eval_metrics: dict[str, Any] = field(default_factory=dict)
     generations: list[dict[str, Any]] = field(default_factory=list)
     probes: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +57,7 @@ def load_dag_run(name: str) -> RunFiles:
         history_path=str(hist_path),
         config=config,
         train_metrics=read_json(train / "metrics.json"),
+        timing=read_json(train / TIMING_FILE),
         eval_metrics=read_json(ev / "metrics.json"),
         generations=read_jsonl(gens) if gens.exists() else [],
         probes=read_jsonl(probes) if probes.exists() else [],
@@ -69,8 +72,8 @@ def load_imported_run(name: str, path: str | Path) -> RunFiles:
     """A run made elsewhere: a ``trainer_state.json``, a folder holding one, or a SwanLab
     offline run folder (``swanlog/<variant>/run-…``).
 
-    A ``run_config.yaml`` (or ``config.yaml``) and a ``metrics.json`` beside the history are
-    read too, for the config comparison and the overview.
+    A ``run_config.yaml`` (or ``config.yaml``), a ``metrics.json`` and a ``timing.json``
+    beside the history are read too, for the config comparison and the overview.
     """
     path = Path(path)
     if not path.exists():
@@ -100,5 +103,6 @@ def load_imported_run(name: str, path: str | Path) -> RunFiles:
         history_path=str(history_file),
         config=config,
         train_metrics=read_json(folder / "metrics.json"),
+        timing=read_json(folder / TIMING_FILE),
         config_path=config_path,
     )

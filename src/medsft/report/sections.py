@@ -75,7 +75,7 @@ def overview(runs: Mapping[str, RunFiles], tracking_logdir: str | None = None) -
     replaced (``overrides``)."""
     rows = []
     for r in runs.values():
-        m = r.train_metrics
+        m = r.timing  # timing.json: run-time figures are no DVC metrics
         rows.append(
             [
                 r.name,

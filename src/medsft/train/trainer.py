@@ -26,6 +26,7 @@ from transformers import DataCollatorForSeq2Seq, set_seed
 from medsft.core.artifacts import run_artifacts
 from medsft.core.history import write_history_csv, write_trainer_state
 from medsft.core.io import atomic_dir, atomic_write_json
+from medsft.core.paths import TIMING_FILE
 from medsft.core.runtime import reproducibility_settings
 from medsft.core.spec import SPEC_FILE, RunSpec, fingerprint, resolve_spec
 from medsft.data.augmentation import Lexicon, load_lexicon, masking_stats
@@ -227,7 +228,7 @@ def prepare_run_dir(setup: TrainSetup, out: Path) -> str | None:
     with args.main_process_first(desc="checkpoints"):
         if args.process_index == 0:
             shutil.rmtree(out / "adapter", ignore_errors=True)
-            for name in ("metrics.json", "masking.json", SPEC_FILE):
+            for name in ("metrics.json", TIMING_FILE, "masking.json", SPEC_FILE):
                 (out / name).unlink(missing_ok=True)
         reset_stale_checkpoints(out / "checkpoints", setup.fingerprint)
     resume = last_checkpoint(out / "checkpoints")
@@ -264,9 +265,10 @@ def run_training(setup: TrainSetup, resume: str | None, tracking: dict[str, Any]
     }
 
 
-def run_metrics(setup: TrainSetup, timing: dict[str, Any], resume: str | None) -> dict[str, Any]:
-    """``metrics.json``: the run's results from the Trainer's state, then this process's figures."""
-    state, args = setup.trainer.state, setup.trainer.args
+def run_metrics(setup: TrainSetup) -> dict[str, Any]:
+    """``metrics.json``: the run's results from the Trainer's state (the same for the same
+    config, seed and data; DVC declares the file as metrics, so ``dvc metrics diff`` shows them)."""
+    state = setup.trainer.state
     train_losses = [e["loss"] for e in state.log_history if "loss" in e]
     eval_losses = [e["eval_loss"] for e in state.log_history if "eval_loss" in e]
     return {
@@ -277,18 +279,28 @@ def run_metrics(setup: TrainSetup, timing: dict[str, Any], resume: str | None) -
         "epochs": state.epoch,
         "train_tokens": int(state.num_input_tokens_seen),
         **setup.counts,
-        # Wall-time figures of this process (a resumed run did part of the work before).
+    }
+
+
+def run_timing(setup: TrainSetup, timing: dict[str, Any], resume: str | None) -> dict[str, Any]:
+    """``timing.json``: how this process ran, which changes from run to run and machine to
+    machine (a plain output, not metrics, so ``dvc metrics diff`` shows only results): its
+    wall, training and evaluation seconds and tokens/s (a resumed run did part of the work
+    before), peak memory, device, hardware, CPU count and the checkpoint it resumed from."""
+    return {
         **timing,
         **peak_memory_bytes(),
-        "device": str(args.device),
+        "device": str(setup.trainer.args.device),
         "hardware": hardware_name(),
         "cpu_count": os.cpu_count(),
         "resumed_from": resume,
     }
 
 
-def write_outputs(setup: TrainSetup, out: Path, train_records: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
-    """Write the adapter, history, state, masking counts, spec and metrics (main process)."""
+def write_outputs(
+    setup: TrainSetup, out: Path, train_records: list[dict[str, Any]], metrics: dict[str, Any], timing: dict[str, Any]
+) -> None:
+    """Write the adapter, history, state, masking counts, spec, metrics and timing (main process)."""
     trainer, spec = setup.trainer, setup.spec
     if not trainer.is_world_process_zero():
         return
@@ -310,6 +322,7 @@ def write_outputs(setup: TrainSetup, out: Path, train_records: list[dict[str, An
     atomic_write_json(out / "masking.json", masking)
     spec.write(out / SPEC_FILE)
     atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / TIMING_FILE, timing)
     # Checkpoints only serve to resume an interrupted run: a finished run drops them, so
     # a rerun (new code, same config) trains afresh instead of resuming at the end.
     clear_checkpoints(out / "checkpoints")
@@ -327,20 +340,22 @@ def train_run(
 
     Writes ``adapter/`` (safetensors, with a model card), ``run_config.yaml`` (the spec as
     used), ``history.csv`` and ``trainer_state.json`` (rewritten at every log),
-    ``masking.json`` (the term masks applied per epoch), ``metrics.json``, and checkpoints
+    ``masking.json`` (the term masks applied per epoch), ``metrics.json`` (results),
+    ``timing.json`` (run-time figures), and checkpoints
     under ``checkpoints/`` from which a rerun resumes. ``tracking``: the SwanLab settings
-    (``mode``, ``project``, ``logdir``), or ``None``. Returns the metrics.
+    (``mode``, ``project``, ``logdir``), or ``None``. Returns the metrics and the timing in
+    one dict.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     setup = build_trainer(spec, train_records, val_records, out, tracking, divergence)
     resume = prepare_run_dir(setup, out)
-    timing = run_training(setup, resume, tracking)
-    metrics = run_metrics(setup, timing, resume)
-    write_outputs(setup, out, train_records, metrics)
+    timing = run_timing(setup, run_training(setup, resume, tracking), resume)
+    metrics = run_metrics(setup)
+    write_outputs(setup, out, train_records, metrics, timing)
     summary = {k: metrics[k] for k in ("final_train_loss", "final_eval_loss", "steps")}
     log.info("%s: %s", setup.spec.variant, json.dumps(summary))
-    return metrics
+    return {**metrics, **timing}
 
 
 def train_variant(
