@@ -10,6 +10,7 @@ environment (``SWANLAB_API_KEY``); nothing here reads or writes it.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,11 +43,34 @@ def swanlab_run(
         return
     logdir = Path(tracking["logdir"]) / name
     logdir.mkdir(parents=True, exist_ok=True)
-    swanlab.init(project=tracking["project"], name=name, mode=tracking["mode"], log_dir=str(logdir), config=config)
+    with _sync_tip_at_the_end_only():
+        swanlab.init(project=tracking["project"], name=name, mode=tracking["mode"], log_dir=str(logdir), config=config)
     try:
         yield
     finally:
         swanlab.finish()
+
+
+@contextmanager
+def _sync_tip_at_the_end_only() -> Iterator[None]:
+    """Leave out the ``swanlab sync <run>`` line SwanLab prints when an offline run opens:
+    it prints the same line again when the run finishes, which is when the run can be synced.
+    SwanLab has no setting for it, so its private greeting function is replaced while the run
+    opens (the local and online modes' lines, a dashboard to watch live, are kept); a SwanLab
+    without that function prints both (tests/test_swanlab_import.py counts them)."""
+    try:
+        greeting = importlib.import_module("swanlab.sdk.internal.run.greeting")
+    except ImportError:
+        greeting = None
+    original = getattr(greeting, "_print_offline_tip", None)
+    if original is None:
+        yield
+        return
+    greeting._print_offline_tip = lambda *args, **kwargs: None
+    try:
+        yield
+    finally:
+        greeting._print_offline_tip = original
 
 
 def log_last(trainer: Trainer) -> None:
