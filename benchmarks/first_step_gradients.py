@@ -43,10 +43,9 @@ def child(variant: str, records_file: Path, overrides: list[str], out: Path) -> 
     reproducible_math()  # as the stages do, before torch (and MKL) loads
     quiet_library_noise()
 
-    from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    from medsft.core.config import load_config
+    from medsft.core.config import FormatConfig, ModelConfig, as_schema, load_config
     from medsft.core.io import read_jsonl
     from medsft.core.runtime import reproducibility_settings
     from medsft.core.spec import resolve_spec
@@ -57,7 +56,9 @@ def child(variant: str, records_file: Path, overrides: list[str], out: Path) -> 
     records = read_jsonl(records_file)
     if variant == "pretrain":
         reproducibility_settings()
-        trainer = build_pretrain_trainer(OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.format), records, out)
+        trainer = build_pretrain_trainer(
+            as_schema(ModelConfig, cfg.model, "model"), as_schema(FormatConfig, cfg.format, "format"), records, out
+        )
     else:
         trainer = build_trainer(resolve_spec(cfg, variant), records, records[:2], out).trainer
     model = trainer.model

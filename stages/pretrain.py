@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from medsft.core.cli import parse_args, require_inputs, run_stage
+from medsft.core.config import FormatConfig, ModelConfig, as_schema
 from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl
 from medsft.core.outputs import check_output_dir, mark
 from medsft.train.pretrain import pretrain_base
@@ -33,7 +34,7 @@ OUTPUTS = (
 
 def main(argv: list[str] | None = None) -> int:
     _, cfg = parse_args(argv, usage=__doc__)
-    model = OmegaConf.to_object(cfg.model)
+    model = as_schema(ModelConfig, cfg.model, "model")
     out = check_output_dir(
         "model.pretrain.output_dir", model.pretrain.output_dir, "pretrain", cfg.output_roots, OUTPUTS
     )
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     require_inputs((train_file, "prepare"), (val_file, "prepare"))
     pretrain_base(
         model,
-        OmegaConf.to_object(cfg.format),
+        as_schema(FormatConfig, cfg.format, "format"),
         read_jsonl(train_file),
         out,
         divergence=OmegaConf.to_container(cfg.divergence, resolve=True),

@@ -5,12 +5,11 @@ in full (pretrain); runs with it on and off give the same history."""
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import load_file
 from transformers.loss.loss_utils import ForCausalLMLoss
 
-from medsft.core.config import ConfigError, load_config
+from medsft.core.config import ConfigError, FormatConfig, ModelConfig, as_schema, load_config
 from medsft.modeling.loading import build_tiny_qwen3
 from medsft.modeling.loss import linear_cross_entropy, output_weight
 from medsft.train.pretrain import pretrain_base
@@ -159,7 +158,8 @@ def test_pretraining_a_tied_output_layer_with_the_chunked_loss_trains_as_without
                 "model.pretrain.trim_vocabulary=false",  # transformers' loss needs the full rows
             ]
         )
-        pretrain_base(OmegaConf.to_object(cfg.model), OmegaConf.to_object(cfg.format), RECORDS, tmp_path / chunk)
+        model, fmt = as_schema(ModelConfig, cfg.model, "model"), as_schema(FormatConfig, cfg.format, "format")
+        pretrain_base(model, fmt, RECORDS, tmp_path / chunk)
         losses[chunk] = pd.read_csv(tmp_path / chunk / "history.csv")["loss"].dropna().to_numpy()
     assert len(losses["null"]) == 3
     assert abs(losses["null"] - losses["16"]).max() < 1e-5

@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from hydra import compose, initialize_config_dir
@@ -38,6 +38,9 @@ CHOICES = {
     "format.target_style": ("qwen3", "seed"),
     "report.lang": ("zh", "en"),
 }
+
+
+T = TypeVar("T")
 
 
 class ConfigError(UserError, ValueError):
@@ -275,6 +278,19 @@ def load_config(
 # Sections of a variant with no top-level section of the same name (`augment` has one).
 VARIANT_SECTIONS = ("lora", "training")
 CONF_DIR = Path("conf")
+
+
+def as_schema(schema: type[T], data: Any, source: str) -> T:
+    """``data`` (a config section: a mapping or DictConfig) as an instance of the dataclass
+    ``schema``, its values over the schema's defaults and checked by OmegaConf; a wrong type
+    or a missing value is an error naming ``source`` and the key."""
+    if isinstance(data, DictConfig):
+        data = OmegaConf.to_container(data, resolve=True)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{source}: {key}: {str(err.msg).splitlines()[0]}") from None
 
 
 def is_group(name: str) -> bool:

@@ -24,13 +24,13 @@ from typing import Any
 
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from medsft.core.config import (
     ConfigError,
     FormatConfig,
     ModelProfile,
     VariantAugmentConfig,
+    as_schema,
     require_variant,
 )
 from medsft.core.io import atomic_write_text
@@ -103,16 +103,6 @@ class RunAugment(VariantAugmentConfig):
 
     seed: int = MISSING
     lexicon: str = MISSING
-
-
-def _typed(schema: type, data: Any, source: str) -> Any:
-    """``data`` (a mapping) as an instance of the dataclass ``schema``, checked by OmegaConf;
-    a wrong type or a missing value is an error naming ``source`` and the key."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), data))
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
-        raise ValueError(f"{source}: {key}: {str(err.msg).splitlines()[0]}") from None
 
 
 @dataclass
@@ -190,7 +180,7 @@ class RunSpec:
             raise ValueError(f"{source}: not a run spec of this pipeline (missing {missing})")
         fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         for name, schema in (("model", RunModel), ("format", FormatConfig), ("augment", RunAugment)):
-            fields[name] = _typed(schema, fields[name], f"{source}: {name}")
+            fields[name] = as_schema(schema, fields[name], f"{source}: {name}")
         return cls(**fields)
 
     @classmethod
@@ -245,15 +235,15 @@ def resolve_spec(cfg: DictConfig, variant: str, variant_cfg: DictConfig | None =
         for key, value in sorted(profile.items())
         if key in asked and asked[key] != value
     }
-    profile_model = _typed(ModelProfile, {k: v for k, v in _plain(cfg.model).items() if k != "training"}, "model")
+    profile_model = as_schema(ModelProfile, {k: v for k, v in _plain(cfg.model).items() if k != "training"}, "model")
     model = RunModel(**vars(profile_model), base_model_id=base_model_id(profile_model))
     augment = {**_plain(variant_cfg.augment), "seed": cfg.augment.seed, "lexicon": cfg.augment.lexicon}
     return RunSpec(
         variant=variant,
         model=model,
-        format=_typed(FormatConfig, _plain(cfg.format), "format"),
+        format=as_schema(FormatConfig, _plain(cfg.format), "format"),
         lora=_plain(variant_cfg.lora),
         training={**asked, **profile},
-        augment=_typed(RunAugment, augment, "augment"),
+        augment=as_schema(RunAugment, augment, "augment"),
         profile_overrides=overrides,
     )
