@@ -69,3 +69,23 @@ def test_sweep_cells_closer_than_the_seeds_are_noise(tmp_path):
     assert [row[0] for row in unranked["table"].rows] == ["0.0500", "0.2000", "0.5000"]
     ranked = sweep(grid, noise_floor=0.001)
     assert ranked["ranked"] is True and ranked["table"].columns[0] == "rank"
+
+
+def test_the_eval_loss_axis_spans_at_least_the_seed_spread():
+    import matplotlib.pyplot as plt
+
+    from medsft.report.plots import _span_at_least
+
+    fig, ax = plt.subplots()
+    ax.plot([10, 20], [7.426, 7.430])  # 0.004 apart, the seeds 0.02: the axis must not magnify it
+    note = _span_at_least(ax, [7.426, 7.430], 0.02, "en")
+    low, high = ax.get_ylim()
+    assert high - low >= 0.02 and low < 7.426 and high > 7.430
+    assert "seed spread 0.0200" in note
+    fig2, ax2 = plt.subplots()
+    ax2.plot([10, 20], [6.30, 6.36])  # wider than the floor: left as matplotlib draws it
+    before = ax2.get_ylim()
+    assert "种子间波动" in _span_at_least(ax2, [6.30, 6.36], 0.0146, "zh")
+    assert ax2.get_ylim() == before
+    plt.close(fig)
+    plt.close(fig2)

@@ -126,6 +126,10 @@ LABELS: dict[str, dict[str, str]] = {
         "zh": "格式化样本的 token 数（提示 + 目标）",
     },
     "fig_examples": {"en": "examples", "zh": "样本数"},
+    "fig_noise_floor": {
+        "en": "y axis spans at least the seed spread {floor}: smaller gaps are noise",
+        "zh": "纵轴跨度不小于种子间波动 {floor}：更小的差异是噪声",
+    },
 }
 
 

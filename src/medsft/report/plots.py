@@ -96,11 +96,17 @@ MARKERS = ("o", "s", "^", "D", "v")
 
 
 def plot_histories(
-    histories: Mapping[str, pd.DataFrame], out_dir: str | Path, prefix: str = "", lang: str = "en"
+    histories: Mapping[str, pd.DataFrame],
+    out_dir: str | Path,
+    prefix: str = "",
+    lang: str = "en",
+    noise_floor: float | None = None,
 ) -> dict[str, Path]:
     """One PNG per history column with every run overlaid (``<prefix><name>.png``), labelled
     in ``lang``; returns name → path. A column no run has logged is skipped; runs whose lines
-    coincide stay distinguishable by their line style and marker."""
+    coincide stay distinguishable by their line style and marker. With ``noise_floor`` (the
+    seed-to-seed spread of the final eval loss), the eval-loss axis spans at least that much
+    and says so, so that gaps within the noise do not fill the figure."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
@@ -121,17 +127,32 @@ def plot_histories(
                     markersize=4,
                     label=run,
                 )
+            note = None
+            if name == "eval_loss" and noise_floor:
+                note = _span_at_least(ax, [v for s in series.values() for v in s[column]], noise_floor, lang)
             ax.set_xlabel(label("fig_step", lang))
             ax.set_ylabel(label(f"fig_{name}", lang))
             ax.set_title(label(f"fig_{name}", lang))
             ax.grid(alpha=0.3)
             ax.legend()
-            fig.tight_layout()
+            if note:  # under the x label, clear of the lines
+                fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=8, alpha=0.8)
+            fig.tight_layout(rect=(0, 0.04 if note else 0, 1, 1))
             path = out / f"{prefix}{name}.png"
             fig.savefig(path)
             plt.close(fig)
             written[name] = path
     return written
+
+
+def _span_at_least(ax: plt.Axes, values: list[float], floor: float, lang: str) -> str:
+    """Widen ``ax``'s y range to ``floor`` around ``values`` when they span less; the note
+    that says so."""
+    low, high = min(values), max(values)
+    if high - low < floor:
+        middle = (low + high) / 2
+        ax.set_ylim(middle - 0.6 * floor, middle + 0.6 * floor)
+    return label("fig_noise_floor", lang, floor=f"{floor:.4f}")
 
 
 def plot_length_histogram(

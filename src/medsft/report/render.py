@@ -121,12 +121,13 @@ def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:
             claims=_claims(inputs.published, inputs),
         )
     if inputs.runs:
-        local = _group(inputs.runs, inputs, figures_dir, prefix="", tracking_logdir=inputs.tracking_logdir)
+        seeds = sections.seed_spread(inputs.seeds_dir, inputs.runs)
+        widest = max(seeds["spreads"].values(), default=None) if seeds else None
+        local = _group(inputs.runs, inputs, figures_dir, "", inputs.tracking_logdir, noise_floor=widest)
         data = sections.data_tables(inputs.data_stats)
         if data is not None:
             data["lengths_figure"] = _length_figure(inputs.data_stats, figures_dir, inputs.lang)
         na = bool(inputs.claims_path and inputs.published_profile and inputs.local_profile != inputs.published_profile)
-        seeds = sections.seed_spread(inputs.seeds_dir, inputs.runs)
         # The sweep's base variant is its folder's name; its seed spread is the sweep's noise floor.
         sweep_variant = Path(inputs.sweep_dir).name if inputs.sweep_dir else None
         floor = seeds["spreads"].get(sweep_variant) if seeds else None
@@ -147,10 +148,18 @@ def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:
 
 
 def _group(
-    runs: Mapping[str, RunFiles], inputs: ReportInputs, figures_dir: Path, prefix: str, tracking_logdir: str | None
+    runs: Mapping[str, RunFiles],
+    inputs: ReportInputs,
+    figures_dir: Path,
+    prefix: str,
+    tracking_logdir: str | None,
+    noise_floor: float | None = None,
 ) -> dict[str, Any]:
-    """The sections every group of runs has, from their histories, and their figures."""
-    figures = plot_histories({n: r.history for n, r in runs.items()}, figures_dir, prefix=prefix, lang=inputs.lang)
+    """The sections every group of runs has, from their histories, and their figures (the
+    eval-loss axis at least ``noise_floor`` tall, when the runs' seed spread is known)."""
+    figures = plot_histories(
+        {n: r.history for n, r in runs.items()}, figures_dir, prefix=prefix, lang=inputs.lang, noise_floor=noise_floor
+    )
     lr_figure = figures.pop("learning_rate", None)  # shown in the learning-rate section, not again with the curves
     return {
         "overview": sections.overview(runs, tracking_logdir),
