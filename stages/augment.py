@@ -11,15 +11,12 @@ owns it: it applies the masks and reports their counts in runs/VARIANT/train/mas
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
-
-from omegaconf import OmegaConf
 
 from medsft.core.cli import parse_variant_args, require_inputs, run_stage
 from medsft.core.io import atomic_dir, atomic_write_json, read_jsonl, write_jsonl
 from medsft.core.outputs import check_output_dir, check_output_place
-from medsft.data.augmentation import inject_knowledge, load_lexicon
+from medsft.data.augmentation import augment_records, load_lexicon
 
 log = logging.getLogger("augment")
 
@@ -31,37 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     # A folder of per-variant folders; each holds the two files DVC tracks, and nothing else.
     check_output_place("augment.out_dir", cfg.augment.out_dir, cfg.output_roots)
     check_output_dir("augment.out_dir", Path(cfg.augment.out_dir) / variant, "augment", cfg.output_roots, OUTPUTS)
-    settings = OmegaConf.to_container(cfg.variants[variant].augment, resolve=True)
+    knowledge = cfg.variants[variant].augment.knowledge_injection
     source = Path(cfg.prepare.out_dir) / "train.jsonl"
     require_inputs((source, "prepare"))
-    records = read_jsonl(source)
-    injected: Counter[str] = Counter()
-    touched = 0
-    if settings["knowledge_injection"]:
-        lexicon = load_lexicon(cfg.augment.lexicon)
-        out = []
-        for rec in records:
-            answer, terms = inject_knowledge(rec["answer"], lexicon)
-            touched += bool(terms)
-            injected.update(terms)
-            out.append({**rec, "answer": answer} if terms else rec)
-        records = out
-
+    lexicon = load_lexicon(cfg.augment.lexicon) if knowledge else None
+    records, injection = augment_records(read_jsonl(source), knowledge, lexicon)
     out_dir = Path(cfg.augment.out_dir) / variant
-    stats = {
-        "variant": variant,
-        "records": len(records),
-        "knowledge_injection": {
-            "enabled": settings["knowledge_injection"],
-            "records_touched": touched,
-            "terms_injected": sum(injected.values()),
-            "by_term": dict(injected.most_common()),
-        },
-    }
+    stats = {"variant": variant, "records": len(records), "knowledge_injection": injection}
     with atomic_dir(out_dir) as tmp:
         write_jsonl(tmp / "train.jsonl", records)
         atomic_write_json(tmp / "stats.json", stats)
-    log.info("%s: %d records, %d with injected knowledge", variant, len(records), touched)
+    log.info("%s: %d records, %d with injected knowledge", variant, len(records), injection["records_touched"])
     return 0
 
 

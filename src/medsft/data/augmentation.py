@@ -160,3 +160,29 @@ def masking_stats(
             }
         )
     return out
+
+
+def augment_records(
+    records: list[dict[str, Any]], knowledge_injection: bool, lexicon: Lexicon | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A variant's training records after knowledge injection (when it asks for it, with
+    ``lexicon``) and what was injected: ``enabled``, ``records_touched``, ``terms_injected``
+    and ``by_term`` (most injected first). Term masking is not applied here: train applies it
+    per epoch."""
+    injected: Counter[str] = Counter()
+    touched = 0
+    if knowledge_injection:
+        out = []
+        for rec in records:
+            answer, terms = inject_knowledge(rec["answer"], lexicon)
+            touched += bool(terms)
+            injected.update(terms)
+            out.append({**rec, "answer": answer} if terms else rec)
+        records = out
+    stats = {
+        "enabled": knowledge_injection,
+        "records_touched": touched,
+        "terms_injected": sum(injected.values()),
+        "by_term": dict(injected.most_common()),
+    }
+    return records, stats
