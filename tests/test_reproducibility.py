@@ -45,19 +45,26 @@ def test_a_setting_the_user_made_is_kept(monkeypatch):
 
 
 @pytest.mark.parametrize("noise", [True, False])
-def test_only_the_known_library_message_is_dropped(caplog, noise):
+@pytest.mark.parametrize("logger_name, message", runtime.QUIET_MESSAGES)
+def test_only_the_known_library_message_is_dropped(caplog, noise, logger_name, message):
     import logging
 
     runtime.quiet_library_noise()
-    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
-    message = (
-        "Failed to load CPU gemm_4bit_forward from kernels-community: No module named 'kernels'"
-        if noise
-        else "some other bitsandbytes warning"
-    )
+    logger = logging.getLogger(logger_name)
+    text = f"{message} (and its particulars)" if noise else "some other message of that library"
     with caplog.at_level(logging.WARNING):
-        logger.warning(message)
-    assert (message in caplog.text) is not noise
+        logger.warning(text)
+    assert (text in caplog.text) is not noise
+
+
+def test_the_trainer_alignment_message_is_the_one_transformers_prints():
+    """The dropped transformers message, as transformers words it (a reworded one comes back)."""
+    import inspect
+
+    from transformers import trainer_utils
+
+    name, start = runtime.QUIET_MESSAGES[1]
+    assert trainer_utils.logger.name == name and start in inspect.getsource(trainer_utils)
 
 
 @pytest.mark.parametrize("noise", [True, False])

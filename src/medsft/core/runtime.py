@@ -84,7 +84,13 @@ def reproducibility_settings() -> dict[str, Any]:
 # Hugging Face Hub through the `kernels` package and warns when it cannot; it then uses its
 # own CPU kernel. Installing `kernels` would only move the failure to the download (offline
 # here), and no profile runs 4-bit layers on a CPU outside one slow test.
-QUIET_MESSAGES = (("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),)
+# transformers' Trainer copies the tokenizer's end and padding ids into a model config that
+# lacks them and says so: the tiny base is saved with them unset (its trimmed rows are not
+# token ids) and, like the model, they are the tokenizer's real ids, so the copy is right.
+QUIET_MESSAGES = (
+    ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
+    ("transformers.trainer_utils", "The tokenizer has new PAD/BOS/EOS tokens that differ from the model config"),
+)
 # Python warnings of the same kind, by the start of their message. peft warns, at every
 # adapter built or loaded, that a tied layer is part of the adapter without
 # `ensure_weight_tying`: V2 trains the embedding and the output layer as two copies on
