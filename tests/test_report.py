@@ -312,3 +312,12 @@ def test_benchmark_table_shows_each_runs_lm_eval_scores_and_nothing_without_them
     assert sections.benchmarks(runs) is None
     report = render_report(ReportInputs(runs=runs, lang="en"), tmp_path / "none").read_text()
     assert "lm-evaluation-harness" not in report and "Benchmarks" not in report
+
+
+def test_numbers_keep_their_stated_decimals_and_tiny_ones_their_digits():
+    from medsft.analysis.tables import fmt
+
+    assert fmt(0.9114, 1) == "0.9"  # a time under a second is not tiny (it printed 0.9114)
+    assert (fmt(6.29766, 4), fmt(0.0123, 4), fmt(12_345)) == ("6.2977", "0.0123", "12,345")
+    assert (fmt(0.00042, 4), fmt(0.04, 1), fmt(1e-7)) == ("0.00042", "0.04", "1e-07")
+    assert (fmt(None), fmt(float("nan")), fmt("cpu")) == ("—", "—", "`cpu`")

@@ -14,7 +14,9 @@ def fmt(value: Any, digits: int = 4) -> str:
         return f"`{value}`"
     if isinstance(value, int):
         return f"{value:,}"
-    if value != 0 and abs(value) < 10 ** (-digits + 1):
+    # Small values in significant digits, where the fixed decimals would keep one or none (a
+    # time of 0.9 s at 1 decimal is not small).
+    if value != 0 and abs(value) < 10 ** (-digits + (1 if digits >= 2 else 0)):
         return f"{value:.4g}"
     return f"{value:.{digits}f}"
 
