@@ -78,10 +78,11 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 
 def run(cmd: list[str], cwd: Path, **extra_env: str) -> str:
-    """Run a command with this interpreter's bin folder first on PATH (dvc, python), and in a
-    copy of the repository with that copy's own package (the code its dvc.lock records); fail
-    with its output."""
-    env = tool_env(**extra_env)
+    """Run a command with this interpreter's bin folder first on PATH (dvc, python), at the
+    committed runs' thread count (what a stage computes depends on it), and in a copy of the
+    repository with that copy's own package (the code its dvc.lock records); fail with its
+    output."""
+    env = tool_env(**{"OMP_NUM_THREADS": COMMITTED_THREADS, **extra_env})
     if (Path(cwd) / "src" / "medsft").is_dir():
         env["PYTHONPATH"] = str(Path(cwd) / "src")
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
@@ -124,7 +125,7 @@ def pipeline(tmp_path_factory) -> Pipeline:
     run(["git", "init", "-q"], dest)
     run([*git, "add", "-A"], dest)
     run([*git, "commit", "-qm", "copy"], dest)
-    output = run(["dvc", "repro"], dest, OMP_NUM_THREADS=COMMITTED_THREADS)
+    output = run(["dvc", "repro"], dest)
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], dest).splitlines()
     return Pipeline(dest, output, status)
 
