@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from datasets import Dataset
 from transformers import DataCollatorForSeq2Seq, set_seed
 
@@ -54,6 +55,9 @@ def build_pretrain_trainer(
             "eval_strategy": "no",
             "logging_nan_inf_filter": False,
             "include_num_input_tokens_seen": "non_padding",
+            # as train's (medsft.train.trainer.trainer_fields): pinned memory serves a GPU only,
+            # and without one torch warns about it at every run
+            "dataloader_pin_memory": torch.cuda.is_available(),
         }
     )
     set_seed(args.seed)
