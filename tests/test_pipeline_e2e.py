@@ -167,7 +167,7 @@ def test_a_forced_rerun_writes_the_same_bytes(repo):
 
 
 # Slow: an experiment run on top of the baseline (about 90 s), kept out of the default run's
-# 12-minute budget; `pytest -m slow` and .ci/run run it.
+# 8-minute budget; `pytest -m slow` and .ci/run run it.
 @pytest.mark.slow
 def test_exp_run_on_v2_reruns_only_v2_and_the_report(repo):
     baseline(repo)
