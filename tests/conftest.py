@@ -18,6 +18,17 @@ import pytest
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+# What train writes that a rerun of the same config gives byte for byte (its timings are in
+# timing.json), relative to the run folder.
+SAME_TRAIN_BYTES = (
+    "adapter/adapter_model.safetensors",
+    "adapter/adapter_config.json",
+    "adapter/README.md",
+    "run_config.yaml",
+    "history.csv",
+    "trainer_state.json",
+    "masking.json",
+)
 # The thread count of the committed runs (run_config.yaml: reproducibility.num_threads): the
 # shared pipeline runs with it, so it computes the committed bits on any machine.
 COMMITTED_THREADS = "2"
@@ -105,11 +116,9 @@ class Pipeline:
     git_status: list[str]  # `git status --porcelain --untracked-files=all` right after it
 
 
-@pytest.fixture(scope="session")
-def pipeline(tmp_path_factory) -> Pipeline:
-    """The project's files as git sees them (tracked and not ignored) in a fresh git repo, with
-    the pipeline's outputs removed, then `dvc repro`: the one full run the e2e and sweep tests share."""
-    dest = tmp_path_factory.mktemp("repo")
+def copy_repository(dest: Path) -> Path:
+    """The project's files as git sees them (tracked and not ignored) in a fresh git repo at
+    ``dest``, with the pipeline's outputs and dvc.lock removed."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split("\0")
@@ -125,6 +134,14 @@ def pipeline(tmp_path_factory) -> Pipeline:
     run(["git", "init", "-q"], dest)
     run([*git, "add", "-A"], dest)
     run([*git, "commit", "-qm", "copy"], dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory) -> Pipeline:
+    """A copy of the repository (:func:`copy_repository`), then `dvc repro`: the one full run
+    the e2e and sweep tests share."""
+    dest = copy_repository(tmp_path_factory.mktemp("repo"))
     output = run(["dvc", "repro"], dest)
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], dest).splitlines()
     return Pipeline(dest, output, status)

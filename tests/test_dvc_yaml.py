@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from medsft.core import cli
 from medsft.core.config import load_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SAME_TRAIN_BYTES
 
 INTERPOLATION = re.compile(r"\$\{([^}]+)\}")
 
@@ -203,20 +203,11 @@ def test_tracking_changes_no_trained_byte(tmp_path):
     from medsft.train.trainer import train_variant
     from tests.test_training import FAST, RECORDS
 
-    outputs = (
-        "adapter/adapter_model.safetensors",
-        "adapter/adapter_config.json",
-        "adapter/README.md",
-        "run_config.yaml",
-        "history.csv",
-        "trainer_state.json",
-        "masking.json",
-    )
     runs = {}
     for mode in ("disabled", "offline"):
         cfg = load_config([*FAST, f"tracking.mode={mode}", f"tracking.logdir={tmp_path / 'swanlog'}"])
         train_variant(cfg, "v1", RECORDS[:4], RECORDS[4:6], tmp_path / "run")  # the same folder
-        runs[mode] = {name: (tmp_path / "run" / name).read_bytes() for name in outputs}
+        runs[mode] = {name: (tmp_path / "run" / name).read_bytes() for name in SAME_TRAIN_BYTES}
     assert (tmp_path / "swanlog" / "v1").is_dir()  # offline tracking did log
     assert runs["offline"] == runs["disabled"]
 

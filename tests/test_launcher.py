@@ -7,7 +7,6 @@ import json
 import math
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from omegaconf import OmegaConf
 
 from medsft.core.config import ConfigError, compose_conf, load_config
 from medsft.train.devices import device_fallbacks
-from tests.conftest import ROOT, ran_stages, run
+from tests.conftest import ROOT, SAME_TRAIN_BYTES, copy_repository, ran_stages, run
 
 TWO_PROCESSES = "torchrun --standalone --nproc_per_node 2"  # --standalone: a free port, no clash
 
@@ -107,35 +106,6 @@ SMALL = [
     "model.training.save_steps=2",
     "model.training.logging_steps=1",
 ]
-# Every file train writes but metrics.json, whose timings differ from run to run.
-SAME_BYTES = (
-    "adapter/adapter_model.safetensors",
-    "adapter/adapter_config.json",
-    "adapter/README.md",
-    "run_config.yaml",
-    "history.csv",
-    "trainer_state.json",
-    "masking.json",
-)
-
-
-def copy_repository(dest: Path) -> Path:
-    """The project's files as git sees them, without pipeline outputs, in a fresh git repo."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    for d in ("runs", "reports", "data/prepared", "data/augmented"):
-        shutil.rmtree(dest / d, ignore_errors=True)
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    run(["git", "init", "-q"], dest)
-    run([*git, "add", "-A"], dest)
-    run([*git, "commit", "-qm", "copy"], dest)
-    return dest
 
 
 def sha256(path: Path) -> str:
@@ -181,7 +151,7 @@ def test_two_cpu_processes_through_dvc_repro_train_what_the_launcher_trains_by_h
     by_hand = tmp_path / "by-hand"
     shutil.copytree(repo, by_hand, ignore=shutil.ignore_patterns(".git", "cache", "runs"))
     run(shlex.split(lock["cmd"]), by_hand)
-    hashes = {name: (sha256(trained / name), sha256(by_hand / "runs/v1/train" / name)) for name in SAME_BYTES}
+    hashes = {name: (sha256(trained / name), sha256(by_hand / "runs/v1/train" / name)) for name in SAME_TRAIN_BYTES}
     print(json.dumps({name: {"dvc repro": a, "by hand": b} for name, (a, b) in hashes.items()}, indent=1))
     assert all(a == b for a, b in hashes.values()), hashes
     # and the DVC cache holds those bytes (the adapter dvc.lock records is the one compared)

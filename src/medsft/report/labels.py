@@ -59,7 +59,6 @@ LABELS: dict[str, dict[str, str]] = {
     "final_eval_loss": {"en": "final eval loss", "zh": "最终验证损失"},
     "generalization_gap": {"en": "generalization gap", "zh": "泛化差距"},
     "plateau_step": {"en": "plateau step", "zh": "平台期步"},
-    "grad_cv": {"en": "grad-norm CV", "zh": "梯度范数变异系数"},
     "grad_norm_cv": {"en": "grad-norm CV", "zh": "梯度范数变异系数"},
     # data and augmentation
     "split": {"en": "split", "zh": "划分"},

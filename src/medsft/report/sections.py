@@ -317,7 +317,7 @@ def comparison(runs: Mapping[str, RunFiles], plateau_tolerance: float) -> dict[s
         rows.append(row)
     columns = ("run", "final_train_loss", "change", "final_eval_loss", "change", "generalization_gap", "change")
     return {
-        "table": Table((*columns, "plateau_step", "grad_cv"), rows),
+        "table": Table((*columns, "plateau_step", "grad_norm_cv"), rows),
         "base": base.name,
         "tolerance": f"{plateau_tolerance:.1%}",
     }
