@@ -183,3 +183,23 @@ def test_files_follow_the_process_umask(tmp_path):
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["model"].update(max_length="abc"), r"run_config.yaml: model: max_length: Value 'abc'"),
+        (lambda d: d["model"].pop("base_model_id"), r"run_config.yaml: model: base_model_id: .*missing mandatory"),
+        (lambda d: d["augment"]["term_masking"].update(probability=[1]), r"run_config.yaml: augment: term_masking"),
+    ],
+)
+def test_a_run_spec_with_a_wrong_type_or_a_missing_value_names_the_file_and_key(tmp_path, edit, message):
+    import yaml
+
+    from medsft.core.spec import RunSpec
+
+    data = resolve_spec(load_config(NO_PRETRAIN, path=ROOT / "params.yaml"), "v2").to_dict()
+    edit(data)
+    (tmp_path / "run_config.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        RunSpec.read(tmp_path)
