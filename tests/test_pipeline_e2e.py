@@ -75,6 +75,12 @@ def test_repro_writes_the_report_and_is_then_up_to_date(pipeline):
 
 
 # The pipeline's sweep (tests/test_sweep.py holds the sweep's unit tests).
+def ci_grid_size() -> int:
+    """The number of points in conf/sweep/ci.yaml's grid (the product of its values' counts)."""
+    grid = yaml.safe_load((ROOT / "conf/sweep/ci.yaml").read_text())["hydra"]["sweeper"]["params"]
+    return int(pd.Series([len(str(v).split(",")) for v in grid.values()]).prod())
+
+
 @pytest.fixture
 def finished(pipeline) -> Path:
     """The pipeline's sweep stage (`+sweep=ci variant=v2`), run by the shared `dvc repro`."""
@@ -84,7 +90,7 @@ def finished(pipeline) -> Path:
 def test_the_sweep_summary_has_one_row_per_point_equal_to_its_metrics(finished):
     sweep_dir = finished
     summary = pd.read_csv(sweep_dir / "summary.csv")
-    assert len(summary) == 4 and set(summary["status"]) == {"complete"}
+    assert len(summary) == ci_grid_size() and set(summary["status"]) == {"complete"}
     assert summary["final_eval_loss"].is_monotonic_increasing
     for _, row in summary.iterrows():
         job = sweep_dir / row["point"]
@@ -102,8 +108,9 @@ def test_the_sweep_summary_has_one_row_per_point_equal_to_its_metrics(finished):
 
 def test_the_default_run_shows_the_experiment(pipeline):
     """On the embedded default, V1 and V2 differ by more than their seeds do (the variants'
-    own runs and the seeds stage's two further seeds), and V2 replies in the reasoning format
-    with words, not punctuation (issue: a default run that shows the experiment)."""
+    own runs and the seeds stage's two further seeds), the sweep's cells differ by more than
+    0.01, and V2 replies in the reasoning format with words, not punctuation (issue: a default
+    run that shows the experiment)."""
     import unicodedata
 
     repo = pipeline.path
@@ -122,8 +129,10 @@ def test_the_default_run_shows_the_experiment(pipeline):
     replies = [json.loads(line)["output"] for line in (repo / "runs/v2/eval/generations.jsonl").open()]
     text = "".join(replies)
     assert sum(unicodedata.category(c).startswith("P") for c in text) / len(text) < 0.3
+    sweep = pd.read_csv(repo / "sweeps/ci/v2/summary.csv")["final_eval_loss"]
+    assert sweep.max() - sweep.min() > 0.01
     report = (repo / "reports/report.md").read_text(encoding="utf-8")
-    assert "种子间波动" in report and "差值大于种子间噪声" in report
+    assert "种子间波动" in report and "差值大于种子间噪声" in report and "各扫描键的主效应" in report
 
 
 def test_rerunning_a_finished_sweep_trains_nothing(pipeline, finished):
@@ -132,7 +141,7 @@ def test_rerunning_a_finished_sweep_trains_nothing(pipeline, finished):
     proc = subprocess.run(cmd, cwd=pipeline.path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     output = proc.stdout + proc.stderr  # Hydra logs to stdout
-    assert output.count("complete with this config, skipped") == 4
+    assert output.count("complete with this config, skipped") == ci_grid_size()
     assert "trainable of" not in output
     assert (finished / "summary.csv").read_bytes() == summary
 

@@ -61,14 +61,45 @@ def test_sweep_cells_closer_than_the_seeds_are_noise(tmp_path):
     ).to_csv(grid / "summary.csv", index=False)
     table = sweep(grid)
     assert table["losses"] == [6.300, 6.305]
-    assert within_noise(table, seeds, "v2") == {"span": "0.0050", "floor": "0.0200", "exceeds": False, "variant": "v2"}
-    assert within_noise(table, seeds, "v1") is None
+    noise = within_noise(table, seeds, "v2", "en")
+    assert noise == {"span": "0.0050", "floor": "0.0200", "exceeds": False, "variant": "v2", "effects": None}
+    assert within_noise(table, seeds, "v1", "en") is None
     # Within the floor the points are listed in grid order with no rank; beyond it, ranked.
     unranked = sweep(grid, noise_floor=0.02)
     assert unranked["ranked"] is False and "rank" not in unranked["table"].columns
     assert [row[0] for row in unranked["table"].rows] == ["0.0500", "0.2000", "0.5000"]
     ranked = sweep(grid, noise_floor=0.001)
     assert ranked["ranked"] is True and ranked["table"].columns[0] == "rank"
+
+
+def test_each_swept_key_has_its_main_effect_beside_the_seed_spread(tmp_path):
+    """2 dropouts x 3 schedules: the schedule moves the loss by 0.03 (means over the dropouts),
+    the dropout by 0.002 (means over the schedules); with a failed point, no main effects."""
+    write_seeds(tmp_path / "seeds", "v2", [6.35, 6.36], seeds=(43, 44))
+    seeds = seed_spread(tmp_path / "seeds", {})
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    frame = pd.DataFrame(
+        {
+            "rank": [1, 2, 3, 4, 5, 6],
+            "variant.lora.lora_dropout": [0.05, 0.05, 0.05, 0.2, 0.2, 0.2],
+            "variant.training.lr_scheduler_type": ["constant", "linear", "cosine"] * 2,
+            "status": ["complete"] * 6,
+            "final_eval_loss": [6.39, 6.36, 6.37, 6.392, 6.362, 6.372],
+        }
+    )
+    frame.to_csv(grid / "summary.csv", index=False)
+    noise = within_noise(sweep(grid), seeds, "v2", "zh")
+    assert noise["span"] == "0.0320" and noise["exceeds"] is True
+    effects = noise["effects"]
+    assert effects.header("en")[::2] == ["swept key", "effect (max − min)"]
+    (dropout, schedule) = effects.rows
+    assert dropout[0] == "lora.lora_dropout" and dropout[2] == "0.0020" and dropout[3] == "不超过（噪声）"
+    assert schedule[1] == "constant: 6.3910 · linear: 6.3610 · cosine: 6.3710"
+    assert schedule[2] == "0.0300" and schedule[3] == "更大"
+    frame.loc[5, ["status", "final_eval_loss"]] = ["failed", None]
+    frame.to_csv(grid / "summary.csv", index=False)
+    assert within_noise(sweep(grid), seeds, "v2", "zh")["effects"] is None
 
 
 def test_the_eval_loss_axis_spans_at_least_the_seed_spread():

@@ -102,6 +102,12 @@ LABELS: dict[str, dict[str, str]] = {
     "spread": {"en": "spread", "zh": "波动"},
     "rank": {"en": "rank", "zh": "排名"},
     "status": {"en": "status", "zh": "状态"},
+    "swept_key": {"en": "swept key", "zh": "扫描的键"},
+    "mean_per_value": {"en": "mean final eval loss per value", "zh": "各取值的最终验证损失均值"},
+    "effect": {"en": "effect (max − min)", "zh": "效应（最大 − 最小）"},
+    "vs_seed_spread": {"en": "vs seed spread", "zh": "与种子间波动相比"},
+    "above_noise": {"en": "larger", "zh": "更大"},
+    "within_noise": {"en": "within (noise)", "zh": "不超过（噪声）"},
     # claims audit
     "claim_id": {"en": "id", "zh": "编号"},
     "claim": {"en": "claim", "zh": "结论"},

@@ -143,7 +143,7 @@ def report_context(inputs: ReportInputs, figures_dir: Path) -> dict[str, Any]:
             claims=None if na else _claims(inputs.runs, inputs),
             claims_na={"local": inputs.local_profile, "profile": inputs.published_profile} if na else None,
         )
-        local["sweep_noise"] = sections.within_noise(local["sweep"], seeds, sweep_variant)
+        local["sweep_noise"] = sections.within_noise(local["sweep"], seeds, sweep_variant, inputs.lang)
     return {"published": published, "local": local, "repro": sections.reproducibility(inputs.provenance)}
 
 

@@ -477,16 +477,39 @@ def seed_spread(seeds_dir: str | Path | None, runs: Mapping[str, RunFiles]) -> d
 
 
 def within_noise(
-    sweep_table: dict[str, Any] | None, seeds: dict[str, Any] | None, variant: str
+    sweep_table: dict[str, Any] | None, seeds: dict[str, Any] | None, variant: str, lang: str
 ) -> dict[str, Any] | None:
     """The sweep's best-to-worst difference in final eval loss beside ``variant``'s seed
-    spread: a sweep whose cells differ by less than the seeds do shows no effect."""
+    spread (a sweep whose cells differ by less than the seeds do shows no effect), and each
+    swept key's main effect (:func:`main_effects`)."""
     if not sweep_table or not seeds or variant not in seeds["spreads"] or len(sweep_table["losses"]) < 2:
         return None
     losses = sweep_table["losses"]
     span = max(losses) - min(losses)
     floor = seeds["spreads"][variant]
-    return {"span": fmt(span), "floor": fmt(floor), "exceeds": span > floor, "variant": variant}
+    effects = main_effects(sweep_table["path"], floor, lang)
+    return {"span": fmt(span), "floor": fmt(floor), "exceeds": span > floor, "variant": variant, "effects": effects}
+
+
+def main_effects(summary_csv: str | Path, noise_floor: float, lang: str) -> Table | None:
+    """Each swept key's main effect on the final eval loss, from the sweep's completed points:
+    the mean over the other keys' values at each of its values, and the range (max − min) of
+    those means, set beside ``noise_floor`` (the base variant's seed spread). ``None`` for a
+    grid of one key, or with a point that did not complete (a missing cell would tilt the
+    means of its values)."""
+    summary = pd.read_csv(summary_csv)
+    keys = [c for c in summary.columns if c.startswith("variant.")]
+    done = summary[(summary["status"] == "complete") & summary["final_eval_loss"].notna()]
+    if len(keys) < 2 or done.empty or len(done) < len(summary):
+        return None
+    rows = []
+    for key in keys:
+        means = done.groupby(key, sort=False)["final_eval_loss"].mean()
+        spread = float(means.max() - means.min())
+        per_value = " · ".join(f"{value}: {fmt(float(mean))}" for value, mean in means.items())
+        verdict = label("above_noise" if spread > noise_floor else "within_noise", lang)
+        rows.append([key.removeprefix("variant."), per_value, fmt(spread), verdict])
+    return Table(("swept_key", "mean_per_value", "effect", "vs_seed_spread"), rows)
 
 
 def claims(runs: Mapping[str, RunFiles], claims_path: str, phase_steps: int, lang: str) -> dict[str, Any]:
