@@ -436,6 +436,9 @@ def sweep(sweep_dir: str | Path | None, noise_floor: float | None = None) -> dic
         "table": Table(tuple(headers), rows),
         "ranked": ranked,
         "losses": losses,
+        "points": done,  # the completed points, for main_effects
+        "grid_size": len(summary),
+        "keys": keys,
     }
 
 
@@ -487,20 +490,18 @@ def within_noise(
     losses = sweep_table["losses"]
     span = max(losses) - min(losses)
     floor = seeds["spreads"][variant]
-    effects = main_effects(sweep_table["path"], floor, lang)
+    effects = main_effects(sweep_table, floor, lang)
     return {"span": fmt(span), "floor": fmt(floor), "exceeds": span > floor, "variant": variant, "effects": effects}
 
 
-def main_effects(summary_csv: str | Path, noise_floor: float, lang: str) -> Table | None:
-    """Each swept key's main effect on the final eval loss, from the sweep's completed points:
-    the mean over the other keys' values at each of its values, and the range (max − min) of
-    those means, set beside ``noise_floor`` (the base variant's seed spread). ``None`` for a
-    grid of one key, or with a point that did not complete (a missing cell would tilt the
-    means of its values)."""
-    summary = pd.read_csv(summary_csv)
-    keys = [c for c in summary.columns if c.startswith("variant.")]
-    done = summary[(summary["status"] == "complete") & summary["final_eval_loss"].notna()]
-    if len(keys) < 2 or done.empty or len(done) < len(summary):
+def main_effects(sweep_table: dict[str, Any], noise_floor: float, lang: str) -> Table | None:
+    """Each swept key's main effect on the final eval loss, from the completed points of
+    :func:`sweep`'s table: the mean over the other keys' values at each of its values, and the
+    range (max − min) of those means, set beside ``noise_floor`` (the base variant's seed
+    spread). ``None`` for a grid of one key, or with a point that did not complete (a missing
+    cell would tilt the means of its values)."""
+    keys, done = sweep_table["keys"], sweep_table["points"]
+    if len(keys) < 2 or len(sweep_table["losses"]) < sweep_table["grid_size"]:
         return None
     rows = []
     for key in keys:
