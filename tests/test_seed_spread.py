@@ -97,6 +97,11 @@ def test_each_swept_key_has_its_main_effect_beside_the_seed_spread(tmp_path):
     assert dropout[0] == "lora.lora_dropout" and dropout[2] == "0.0020" and dropout[3] == "不超过（噪声）"
     assert schedule[1] == "constant: 6.3910 · linear: 6.3610 · cosine: 6.3710"
     assert schedule[2] == "0.0300" and schedule[3] == "更大"
+    # A point with no value for a key (an empty cell) counts as a value of its own, not dropped.
+    frame.loc[[0, 3], "variant.lora.lora_dropout"] = None
+    frame.to_csv(grid / "summary.csv", index=False)
+    (dropout, _) = within_noise(sweep(grid), seeds, "v2", "en")["effects"].rows
+    assert dropout[1] == "—: 6.3910 · 0.05: 6.3650 · 0.2: 6.3670"
     frame.loc[5, ["status", "final_eval_loss"]] = ["failed", None]
     frame.to_csv(grid / "summary.csv", index=False)
     assert within_noise(sweep(grid), seeds, "v2", "zh")["effects"] is None

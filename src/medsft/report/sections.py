@@ -505,9 +505,10 @@ def main_effects(sweep_table: dict[str, Any], noise_floor: float, lang: str) -> 
         return None
     rows = []
     for key in keys:
-        means = done.groupby(key, sort=False)["final_eval_loss"].mean()
+        # dropna=False: a point with no value for the key (an empty cell) is a value of its own, not dropped
+        means = done.groupby(key, sort=False, dropna=False)["final_eval_loss"].mean()
         spread = float(means.max() - means.min())
-        per_value = " · ".join(f"{value}: {fmt(float(mean))}" for value, mean in means.items())
+        per_value = " · ".join(f"{'—' if pd.isna(v) else v}: {fmt(float(mean))}" for v, mean in means.items())
         verdict = label("above_noise" if spread > noise_floor else "within_noise", lang)
         rows.append([key.removeprefix("variant."), per_value, fmt(spread), verdict])
     return Table(("swept_key", "mean_per_value", "effect", "vs_seed_spread"), rows)
